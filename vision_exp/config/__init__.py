@@ -1,0 +1,11 @@
+"""Config schemas, resolvers and validation; importing this package registers the schemas."""
+
+from omegaconf import OmegaConf
+
+from vision_exp.config.schema import register_schemas
+from vision_exp.engine.early_stopping import metric_mode
+
+register_schemas()
+# `${metric_mode:${optimized_metric}}`: min for losses, max otherwise (the plateau schedule).
+if not OmegaConf.has_resolver("metric_mode"):
+    OmegaConf.register_new_resolver("metric_mode", metric_mode)

@@ -1,0 +1,208 @@
+"""Structured-config schemas: the types every YAML file under ``conf/`` is merged into.
+
+They are stored in Hydra's ConfigStore under ``schema/...`` so that a typo'd key or a value of the
+wrong type fails at composition time, before any data is loaded or any MLflow run is opened, while
+the YAML files stay the single place where defaults are chosen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class AugmentConfig:
+    crop_padding: int = 0
+    hflip: bool = False
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    # ``_target_`` plus arguments of a function returning ``vision_exp.data.sources.ImageSplits``.
+    source: Any = MISSING
+    mean: list[float] = MISSING
+    std: list[float] = MISSING
+    val_fraction: float = 0.1
+    # Keep only this many training images (before the validation split): for debugging and tests.
+    subset: int | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # On-disk datasets only (torchvision's CIFAR and FashionMNIST loaders).
+    root: str | None = None
+    download: bool = False
+    verify_checksums: bool = True
+
+
+@dataclass
+class SimpleCNNConfig:
+    _target_: str = "vision_exp.models.simple_cnn.SimpleCNN"
+    width: int = 32
+    dropout: float = 0.1
+
+
+@dataclass
+class ResNetConfig:
+    _target_: str = "vision_exp.models.resnet.resnet"
+    depth: int = 18
+    # "cifar": 3x3 stride-1 stem, no max-pool (small images); "imagenet": torchvision's 7x7 stem.
+    stem: str = "cifar"
+    zero_init_residual: bool = False
+
+
+@dataclass
+class SGDConfig:
+    _target_: str = "torch.optim.SGD"
+    _partial_: bool = True
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+
+
+@dataclass
+class AdamConfig:
+    _target_: str = "torch.optim.Adam"
+    _partial_: bool = True
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+
+@dataclass
+class AdamWConfig(AdamConfig):
+    _target_: str = "torch.optim.AdamW"
+    weight_decay: float = 0.05
+
+
+@dataclass
+class ConstantSchedulerConfig:
+    _target_: str = "vision_exp.optim.schedulers.constant"
+    _partial_: bool = True
+
+
+@dataclass
+class CosineSchedulerConfig:
+    _target_: str = "vision_exp.optim.schedulers.cosine"
+    _partial_: bool = True
+    warmup_epochs: float = 0.0
+    min_lr_ratio: float = 0.0
+
+
+@dataclass
+class OneCycleSchedulerConfig:
+    _target_: str = "vision_exp.optim.schedulers.onecycle"
+    _partial_: bool = True
+    pct_start: float = 0.25
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+
+
+@dataclass
+class StepSchedulerConfig:
+    _target_: str = "vision_exp.optim.schedulers.step"
+    _partial_: bool = True
+    step_epochs: int = 30
+    gamma: float = 0.1
+
+
+@dataclass
+class PlateauSchedulerConfig:
+    _target_: str = "vision_exp.optim.schedulers.plateau"
+    _partial_: bool = True
+    factor: float = 0.1
+    patience: int = 5
+    mode: str = "max"
+
+
+@dataclass
+class EarlyStoppingConfig:
+    # Epochs without improvement of ``optimized_metric`` before stopping; null disables it.
+    patience: int | None = None
+    min_delta: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    device: str = "auto"
+    precision: str = "32"
+    grad_accum_steps: int = 1
+    grad_clip_norm: float | None = None
+    label_smoothing: float = 0.0
+    # true: skip batches whose loss is NaN/inf instead of stopping the run.
+    skip_nonfinite_loss: bool = False
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    deterministic: bool = False
+    num_threads: int | None = None
+    limit_train_batches: int | None = None
+    limit_eval_batches: int | None = None
+    progress_bar: bool = True
+    save_checkpoints: bool = True
+
+
+@dataclass
+class MLflowConfig:
+    # null: $MLFLOW_TRACKING_URI if set, else sqlite:///mlflow.db in the working directory.
+    tracking_uri: str | None = None
+    experiment_name: str = "vision_exp"
+    run_name: str | None = None
+    log_model: bool = True
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class DistributedConfig:
+    enabled: bool = False
+
+
+@dataclass
+class RegistryConfig:
+    enabled: bool = False
+
+
+@dataclass
+class TrainConfig:
+    dataset: DatasetConfig = MISSING
+    model: Any = MISSING
+    optimizer: Any = MISSING
+    scheduler: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    mlflow: MLflowConfig = field(default_factory=MLflowConfig)
+    distributed: Any = MISSING
+    registry: Any = MISSING
+    seed: int = 42
+    optimized_metric: str = "val_acc"
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "schema/dataset": {"base": DatasetConfig},
+    "schema/model": {"simple_cnn": SimpleCNNConfig, "resnet": ResNetConfig},
+    "schema/optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig},
+    "schema/scheduler": {
+        "none": ConstantSchedulerConfig,
+        "cosine": CosineSchedulerConfig,
+        "onecycle": OneCycleSchedulerConfig,
+        "step": StepSchedulerConfig,
+        "plateau": PlateauSchedulerConfig,
+    },
+    "schema/trainer": {"base": TrainerConfig},
+    "schema/mlflow": {"base": MLflowConfig},
+    "schema/distributed": {"none": DistributedConfig},
+    "schema/registry": {"none": RegistryConfig},
+}
+
+
+def register_schemas() -> None:
+    """Store every schema; idempotent, so importing twice (tests, sweeps) is harmless."""
+    store = ConfigStore.instance()
+    store.store(group="schema", name="train", node=TrainConfig)
+    for group, nodes in SCHEMAS.items():
+        for name, node in nodes.items():
+            store.store(group=group, name=name, node=node)

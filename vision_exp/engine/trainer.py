@@ -1,0 +1,180 @@
+"""The epoch loop: train, validate, schedule, checkpoint, stop early, report."""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from vision_exp.data.batches import epoch_order, eval_batches, num_train_batches, train_batches
+from vision_exp.data.datamodule import DataBundle, Split
+from vision_exp.engine.checkpoint import BEST, LAST, save_checkpoint
+from vision_exp.engine.early_stopping import EarlyStopping, metric_mode
+from vision_exp.engine.loop import EvalResult, StepContext, evaluate, train_one_epoch
+from vision_exp.optim.schedulers import Scheduler
+
+MetricsLogger = Callable[[dict[str, float], int], None]
+
+
+class EpochCallback(Protocol):
+    """Told each epoch's metrics; may raise to stop the run (a sweeper's pruning, say)."""
+
+    def __call__(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+
+@dataclass
+class FitResult:
+    best_value: float
+    best_epoch: int
+    epochs_run: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: DictConfig,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Scheduler,
+        data: DataBundle,
+        device: torch.device,
+        seed: int,
+        monitor: str,
+        checkpoint_dir: Path | None,
+        log_metrics: MetricsLogger,
+        callbacks: Sequence[EpochCallback] = (),
+    ) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.data = data
+        self.device = device
+        self.seed = seed
+        self.monitor = monitor
+        self.checkpoint_dir = checkpoint_dir
+        self.log_metrics = log_metrics
+        self.callbacks = list(callbacks)
+        self.stopper = EarlyStopping(
+            metric_mode(monitor), cfg.early_stopping.patience, cfg.early_stopping.min_delta
+        )
+        self.scaler = (
+            torch.amp.GradScaler("cuda")
+            if cfg.precision == "16" and device.type == "cuda"
+            else None
+        )
+        self.history: list[dict[str, float]] = []
+        self.start_epoch = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.extra_state: dict[str, Any] = {}
+
+    def _step_context(self) -> StepContext:
+        scheduler = self.scheduler
+        step_scheduler: Callable[[], None] = (
+            (lambda: None) if isinstance(scheduler, ReduceLROnPlateau) else scheduler.step
+        )
+        return StepContext(
+            optimizer=self.optimizer,
+            step_scheduler=step_scheduler,
+            loss_fn=nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing),
+            device=self.device,
+            precision=self.cfg.precision,
+            grad_accum_steps=self.cfg.grad_accum_steps,
+            grad_clip_norm=self.cfg.grad_clip_norm,
+            scaler=self.scaler,
+            skip_nonfinite=self.cfg.skip_nonfinite_loss,
+            progress_bar=self.cfg.progress_bar,
+        )
+
+    def evaluate(self, split: Split, limit: int | None = None) -> EvalResult:
+        batches = eval_batches(split, self.cfg.eval_batch_size, limit)
+        return evaluate(
+            self.model, batches, self.data.augment.normalize, self.device, self.cfg.precision
+        )
+
+    def fit(self) -> FitResult:
+        ctx = self._step_context()
+        train = self.data.train
+        num_batches = num_train_batches(
+            len(train), self.cfg.batch_size, self.cfg.limit_train_batches
+        )
+        epoch = self.start_epoch
+        for epoch in range(self.start_epoch, self.cfg.max_epochs):
+            generator = torch.Generator(device=self.device).manual_seed(self.seed + 7919 * epoch)
+            order = epoch_order(len(train), self.seed, epoch)
+            stats = train_one_epoch(
+                self.model,
+                train_batches(train, order, self.cfg.batch_size, self.cfg.limit_train_batches),
+                num_batches,
+                functools.partial(self.data.augment.train, generator=generator),
+                ctx,
+                epoch,
+            )
+            val = self.evaluate(self.data.val, self.cfg.limit_eval_batches)
+            metrics = {
+                "train_loss": stats.loss,
+                "train_acc": stats.accuracy,
+                "val_loss": val.loss,
+                "val_acc": val.accuracy,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "epoch_time": stats.seconds,
+                "images_per_sec": stats.images_per_sec,
+            }
+            if stats.skipped_batches:
+                metrics["skipped_batches"] = float(stats.skipped_batches)
+            value = metrics[self.monitor]
+            if isinstance(self.scheduler, ReduceLROnPlateau):
+                self.scheduler.step(value)
+            self.history.append({"epoch": float(epoch), **metrics})
+            self.log_metrics(metrics, epoch)
+            if self.stopper.update(value, epoch):
+                self.best_state = copy.deepcopy(self.model.state_dict())
+                self._save(BEST, epoch)
+            self._save(LAST, epoch)
+            for callback in self.callbacks:
+                callback(epoch, metrics)
+            if self.stopper.should_stop:
+                break
+        return FitResult(
+            best_value=self.stopper.best,
+            best_epoch=self.stopper.best_epoch,
+            epochs_run=len(self.history),
+            history=self.history,
+            stopped_early=self.stopper.should_stop,
+        )
+
+    def restore_best(self) -> None:
+        """Put the best epoch's weights back into the model (the test set is evaluated on them)."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+
+    def state_dict(self, epoch: int) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": epoch,
+            "early_stopping": self.stopper.state_dict(),
+            "history": self.history,
+            "torch_rng": torch.get_rng_state(),
+            **self.extra_state,
+        }
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def _save(self, name: str, epoch: int) -> None:
+        if self.checkpoint_dir is not None and self.cfg.save_checkpoints:
+            save_checkpoint(self.state_dict(epoch), self.checkpoint_dir / name)

@@ -1,0 +1,161 @@
+"""One training run from a composed config: config -> data -> model -> loop -> tracking."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from vision_exp.config.targets import build
+from vision_exp.config.validate import validate_config
+from vision_exp.data.batches import num_train_batches
+from vision_exp.data.datamodule import DataBundle, build_data
+from vision_exp.engine.runtime import configure_threads, seed_everything, select_device
+from vision_exp.engine.trainer import EpochCallback, FitResult, Trainer
+from vision_exp.evaluation.report import build_report, write_history, write_report
+from vision_exp.tracking.mlflow_run import TrackedRun, git_commit, mlflow_run
+from vision_exp.tracking.model_logging import log_model
+
+log = logging.getLogger(__name__)
+
+
+def model_name(model_cfg: DictConfig) -> str:
+    """``resnet18``, ``resnet50``, ``simplecnn``: for run names and tags."""
+    name = str(model_cfg._target_).rsplit(".", 1)[-1].lower()
+    depth = model_cfg.get("depth")
+    return f"{name}{depth}" if depth is not None else name
+
+
+def build_model(model_cfg: DictConfig, data: DataBundle) -> nn.Module:
+    """The dataset decides the input channels, classes and image size; the config the rest."""
+    model: nn.Module = build(
+        model_cfg,
+        in_channels=data.in_channels,
+        num_classes=data.num_classes,
+        image_size=data.image_size,
+    )
+    return model
+
+
+def build_trainer(
+    cfg: DictConfig,
+    data: DataBundle,
+    device: torch.device,
+    output_dir: Path,
+    run: TrackedRun,
+    callbacks: Sequence[EpochCallback],
+) -> Trainer:
+    model = build_model(cfg.model, data).to(device)
+    optimizer = build(cfg.optimizer)(model.parameters())
+    batches = num_train_batches(
+        len(data.train), cfg.trainer.batch_size, cfg.trainer.limit_train_batches
+    )
+    scheduler = build(cfg.scheduler)(
+        optimizer,
+        epochs=cfg.trainer.max_epochs,
+        steps_per_epoch=-(-batches // cfg.trainer.grad_accum_steps),
+    )
+    return Trainer(
+        cfg.trainer,
+        model,
+        optimizer,
+        scheduler,
+        data,
+        device,
+        seed=cfg.seed,
+        monitor=cfg.optimized_metric,
+        checkpoint_dir=output_dir / "checkpoints",
+        log_metrics=run.log_metrics,
+        callbacks=callbacks,
+    )
+
+
+def run_tags(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+    return {
+        "dataset": cfg.dataset.name,
+        "model": model_name(cfg.model),
+        "optimizer": str(cfg.optimizer._target_).rsplit(".", 1)[-1].lower(),
+        "git_commit": git_commit(),
+        "output_dir": str(output_dir.resolve()),
+        **cfg.mlflow.tags,
+    }
+
+
+def run_training(
+    cfg: DictConfig, output_dir: Path, callbacks: Sequence[EpochCallback] = ()
+) -> float:
+    """Train, evaluate on the test split, log everything; return the best ``optimized_metric``.
+
+    Everything that can fail on bad input (config ranges, missing data, device) happens before the
+    MLflow run opens, so a bad command leaves no run behind.
+    """
+    validate_config(cfg)
+    threads = configure_threads(cfg.trainer.num_threads)
+    seed_everything(cfg.seed, cfg.trainer.deterministic)
+    device = select_device(cfg.trainer.device)
+    data = build_data(cfg.dataset, cfg.seed)
+    log.info(
+        "%s: %d train / %d val / %d test images of %dx%dx%d, %d classes; device %s, %d threads",
+        cfg.dataset.name,
+        len(data.train),
+        len(data.val),
+        len(data.test),
+        data.in_channels,
+        data.image_size,
+        data.image_size,
+        data.num_classes,
+        device,
+        threads,
+    )
+    with mlflow_run(
+        cfg.mlflow.tracking_uri,
+        cfg.mlflow.experiment_name,
+        cfg.mlflow.run_name or f"{cfg.dataset.name}-{model_name(cfg.model)}",
+        run_tags(cfg, output_dir),
+    ) as run:
+        log.info("MLflow run %s", run.run_id)
+        run.log_params(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+        hydra_dir = output_dir / ".hydra"
+        if hydra_dir.is_dir():
+            run.log_redacted_folder(hydra_dir, "hydra")
+        trainer = build_trainer(cfg, data, device, output_dir, run, callbacks)
+        result = trainer.fit()
+        finish(cfg, trainer, result, data, output_dir, run)
+    return result.best_value
+
+
+def finish(
+    cfg: DictConfig,
+    trainer: Trainer,
+    result: FitResult,
+    data: DataBundle,
+    output_dir: Path,
+    run: TrackedRun,
+) -> None:
+    """Test the best epoch's weights, write and log the report, log the model."""
+    trainer.restore_best()
+    report = build_report(trainer.evaluate(data.test), data.classes, "test")
+    report_dir = output_dir / "report"
+    write_report(report, report_dir)
+    write_history(result.history, report_dir)
+    run.log_metrics(
+        {**report.metrics(), f"best_{cfg.optimized_metric}": result.best_value}, result.epochs_run
+    )
+    run.log_artifacts(report_dir, "report")
+    log.info(
+        "best %s %.4f at epoch %d of %d%s\n%s",
+        cfg.optimized_metric,
+        result.best_value,
+        result.best_epoch,
+        result.epochs_run,
+        " (stopped early)" if result.stopped_early else "",
+        report.format(),
+    )
+    if cfg.mlflow.log_model:
+        example = data.augment.normalize(data.test.images[:4]).cpu()
+        log_model(trainer.model, example, data.classes)

@@ -1,0 +1,119 @@
+"""One MLflow run per training: opened before any epoch, always closed with a final status."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import RunStatus
+
+from vision_exp.tracking.redact import redact_text, redacted_params
+from vision_exp.tracking.uri import resolve_tracking_uri
+
+log = logging.getLogger(__name__)
+
+# MLflow caps one log_batch call at 100 params; larger configs go in several calls.
+_PARAM_BATCH = 100
+_PARAM_VALUE_LIMIT = 6000
+
+
+class RunInterrupted(BaseException):
+    """SIGTERM while training: ends the run KILLED, like Ctrl-C does."""
+
+
+def git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def redacted_tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    return {key: redact_text(str(value)) for key, value in tags.items() if value is not None}
+
+
+class TrackedRun:
+    """The active MLflow run, as the training code sees it."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.client = mlflow.MlflowClient()
+
+    def log_params(self, config: Mapping[str, Any]) -> None:
+        params = [
+            mlflow.entities.Param(key, str(value)[:_PARAM_VALUE_LIMIT])
+            for key, value in redacted_params(config).items()
+        ]
+        for start in range(0, len(params), _PARAM_BATCH):
+            self.client.log_batch(self.run_id, params=params[start : start + _PARAM_BATCH])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """One request per epoch, whatever the number of metrics."""
+        mlflow.log_metrics(dict(metrics), step=step, run_id=self.run_id)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(
+            self.run_id,
+            tags=[mlflow.entities.RunTag(k, v) for k, v in redacted_tags(tags).items()],
+        )
+
+    def log_artifacts(self, folder: Path, artifact_path: str | None = None) -> None:
+        mlflow.log_artifacts(str(folder), artifact_path=artifact_path, run_id=self.run_id)
+
+    def log_redacted_folder(self, folder: Path, artifact_path: str) -> None:
+        """Upload text files with credentials redacted (Hydra's saved configs hold URIs)."""
+        with tempfile.TemporaryDirectory() as staging:
+            for source in sorted(folder.glob("*")):
+                if source.is_file():
+                    target = Path(staging) / source.name
+                    target.write_text(
+                        redact_text(source.read_text(encoding="utf-8")), encoding="utf-8"
+                    )
+            mlflow.log_artifacts(staging, artifact_path=artifact_path, run_id=self.run_id)
+
+
+@contextmanager
+def mlflow_run(
+    tracking_uri: str | None,
+    experiment_name: str,
+    run_name: str | None,
+    tags: Mapping[str, Any],
+    run_id: str | None = None,
+) -> Iterator[TrackedRun]:
+    """Start (or with ``run_id``, reopen) a run and end it FINISHED, FAILED or KILLED.
+
+    MLflow's own context manager marks a KeyboardInterrupt FAILED; a user who pressed Ctrl-C, or a
+    scheduler that sent SIGTERM, killed the run, and the UI should say so.
+    """
+    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    experiment = mlflow.set_experiment(experiment_name)
+    run = mlflow.start_run(
+        run_id=run_id,
+        experiment_id=experiment.experiment_id,
+        run_name=run_name,
+        tags=redacted_tags(tags),
+    )
+    status = RunStatus.to_string(RunStatus.FAILED)
+    try:
+        yield TrackedRun(run.info.run_id)
+        status = RunStatus.to_string(RunStatus.FINISHED)
+    except (KeyboardInterrupt, RunInterrupted):
+        status = RunStatus.to_string(RunStatus.KILLED)
+        raise
+    finally:
+        mlflow.end_run(status=status)
+        log.info("MLflow run %s ended %s", run.info.run_id, status)

@@ -1,0 +1,42 @@
+"""``python -m vision_exp.train``: the one Hydra entry point for training, sweeps and DDP."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+import vision_exp.config  # noqa: F401  (registers schemas and resolvers)
+from vision_exp.config.paths import CONFIG_DIR
+from vision_exp.errors import VisionExpError
+from vision_exp.experiment import run_training
+
+log = logging.getLogger("vision_exp.train")
+
+# MLflow and Alembic narrate every database migration and artifact upload at INFO.
+for noisy in ("mlflow", "alembic", "urllib3"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float:
+    hydra_cfg = HydraConfig.get()
+    try:
+        return run_training(cfg, Path(hydra_cfg.runtime.output_dir))
+    except VisionExpError as error:
+        log.error("%s", error)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            raise
+        sys.exit(1)
+    except KeyboardInterrupt:
+        log.error("Interrupted; the MLflow run is marked KILLED.")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
