@@ -20,6 +20,7 @@ from vision_exp.engine.trainer import EpochCallback, FitResult, Trainer
 from vision_exp.evaluation.report import build_report, write_history, write_report
 from vision_exp.tracking.mlflow_run import TrackedRun, git_commit, mlflow_run
 from vision_exp.tracking.model_logging import log_model
+from vision_exp.tracking.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,8 @@ def run_training(
         if hydra_dir.is_dir():
             run.log_redacted_folder(hydra_dir, "hydra")
         trainer = build_trainer(cfg, data, device, output_dir, run, callbacks)
+        # Resolved and redacted: a checkpoint is rebuilt (evaluate, replay) without conf/ at hand.
+        trainer.extra_state["config"] = redact_text(OmegaConf.to_yaml(cfg, resolve=True))
         result = trainer.fit()
         finish(cfg, trainer, result, data, output_dir, run)
     return result.best_value

@@ -7,5 +7,4 @@ from vision_exp.engine.early_stopping import metric_mode
 
 register_schemas()
 # `${metric_mode:${optimized_metric}}`: min for losses, max otherwise (the plateau schedule).
-if not OmegaConf.has_resolver("metric_mode"):
-    OmegaConf.register_new_resolver("metric_mode", metric_mode)
+OmegaConf.register_resolver("metric_mode", metric_mode, replace=True)

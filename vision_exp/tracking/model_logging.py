@@ -35,6 +35,8 @@ def log_model(model: nn.Module, example: Tensor, classes: list[str]) -> str:
         signature=infer_signature(inputs, outputs),
         input_example=inputs,
         pip_requirements=pip_requirements(),
+        # torch.export graph: loads without our code and without unpickling anything.
+        serialization_format="pt2",
         metadata={"classes": classes, "python": platform.python_version()},
     )
     return str(info.model_uri)
