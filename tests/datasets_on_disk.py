@@ -13,7 +13,9 @@ def _images(count: int, channels: int, size: int, seed: int) -> tuple[np.ndarray
     rng = np.random.default_rng(seed)
     labels = np.arange(count) % 10
     # A per-class brightness so a model can learn something from a handful of images.
-    images = rng.integers(0, 60, size=(count, channels, size, size)) + labels[:, None, None, None] * 19
+    images = (
+        rng.integers(0, 60, size=(count, channels, size, size)) + labels[:, None, None, None] * 19
+    )
     return images.astype(np.uint8), labels
 
 
@@ -28,7 +30,18 @@ def write_cifar10(root: Path, per_batch: int = 20, test: int = 40) -> Path:
     (folder / "test_batch").write_bytes(
         pickle.dumps({"data": images.reshape(test, -1), "labels": labels.tolist()})
     )
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    names = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
     return root
 
