@@ -90,7 +90,7 @@ def test_range_checks(override: str, message: str | None) -> None:
     if message is None:
         validate_config(cfg)
         return
-    with pytest.raises(ConfigError, match="^Invalid configuration: ") as caught:
+    with pytest.raises(ConfigError, match=r"^Invalid configuration: ") as caught:
         validate_config(cfg)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
@@ -105,7 +105,7 @@ def test_every_problem_is_reported_at_once() -> None:
 
 def test_model_depth_must_be_a_torchvision_resnet() -> None:
     cfg = compose_config("model=resnet18", "model.depth=19")
-    with pytest.raises(ConfigError, match="model.depth=19 .*one of 18, 34, 50, 101, 152"):
+    with pytest.raises(ConfigError, match=r"model\.depth=19 .*one of 18, 34, 50, 101, 152"):
         validate_config(cfg)
 
 

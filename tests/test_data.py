@@ -43,7 +43,7 @@ def test_cifar10_files_load_through_torchvision(tmp_path: Path) -> None:
 
 def test_checksums_are_verified_unless_switched_off(tmp_path: Path) -> None:
     write_cifar10(tmp_path, per_batch=2, test=2)
-    with pytest.raises(DataError, match="dataset.verify_checksums=false"):
+    with pytest.raises(DataError, match=r"dataset\.verify_checksums=false"):
         sources.cifar10(str(tmp_path))
 
 

@@ -74,7 +74,7 @@ def test_failed_save_leaves_the_previous_checkpoint(tmp_path: Path) -> None:
 def test_device_selection() -> None:
     assert runtime.select_device("cpu").type == "cpu"
     assert runtime.select_device("auto").type in {"cpu", "cuda", "mps"}
-    with pytest.raises(ConfigError, match="trainer.device='gpu0'"):
+    with pytest.raises(ConfigError, match=r"trainer\.device='gpu0'"):
         runtime.select_device("gpu0")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):

@@ -1,3 +1,4 @@
+import contextlib
 from pathlib import Path
 
 import mlflow
@@ -72,22 +73,14 @@ def test_runs_always_end_with_a_final_status(
     workdir: Path, error: type[BaseException] | None, status: str
 ) -> None:
     run_id = ""
-    with pytest.raises(error) if error else _no_error():
-        with mlflow_run(None, "statuses", "r", {"secret_tag": "x://u:pw@h"}) as run:
-            run_id = run.run_id
-            if error:
-                raise error()
+    expectation = pytest.raises(error) if error else contextlib.nullcontext()
+    with expectation, mlflow_run(None, "statuses", "r", {"secret_tag": "x://u:pw@h"}) as run:
+        run_id = run.run_id
+        if error:
+            raise error()
     assert _status(workdir, run_id) == status
     tags = mlflow.MlflowClient().get_run(run_id).data.tags
     assert tags["secret_tag"] == "x://u:***@h"
-
-
-class _no_error:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return False
 
 
 def test_params_beyond_mlflows_batch_limit(workdir: Path) -> None:
