@@ -52,8 +52,9 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
+    # Process-wide: set it either way so one run's choice does not leak into the next (sweeps, tests).
+    torch.use_deterministic_algorithms(deterministic)
 
 
 @contextlib.contextmanager
