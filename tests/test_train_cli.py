@@ -123,24 +123,29 @@ def test_evaluate_cli_rejects_a_missing_source(workdir: Path) -> None:
     assert "No checkpoint at nowhere" in result.stderr
 
 
-BAD_INPUT = [
-    ("optimizer.lr=abc", "optimizer.lr"),
-    ("optimizer.lr=-1", "optimizer.lr=-1.0 is not allowed (expected a number > 0)"),
+# Hydra reports these while composing. (It adds a traceback when a trace function is set, as
+# coverage does in this suite, taking it for a debugger; users see the message alone.)
+COMPOSITION_ERRORS = [
+    ("optimizer.lr=abc", "Value 'abc' of type 'str' could not be converted to Float"),
     ("optimizer=foo", "Available options in 'optimizer'"),
+    ("trainer.max_epoch=3", "Did you mean: 'max_epochs'"),
+]
+RANGE_ERRORS = [
+    ("optimizer.lr=-1", "optimizer.lr=-1.0 is not allowed (expected a number > 0)"),
     ("trainer.max_epochs=0", "trainer.max_epochs=0 is not allowed (expected an integer >= 1)"),
     ("dataset.val_fraction=1.5", "dataset.val_fraction=1.5 is not allowed"),
-    ("trainer.max_epoch=3", "Did you mean: 'max_epochs'"),
 ]
 
 
-@pytest.mark.parametrize(("override", "message"), BAD_INPUT)
+@pytest.mark.parametrize(("override", "message"), COMPOSITION_ERRORS + RANGE_ERRORS)
 def test_bad_input_fails_clearly_without_leaving_a_run(
     workdir: Path, override: str, message: str
 ) -> None:
     result = run_module("vision_exp.train", [*QUICK, override], workdir, check=False)
-    assert result.returncode != 0
-    assert message in result.stderr + result.stdout
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 1
+    assert message in result.stderr
+    if (override, message) in RANGE_ERRORS:
+        assert "Traceback" not in result.stderr
     assert mlflow_runs(workdir) == []
 
 
@@ -215,7 +220,7 @@ def test_synthetic_resnet_with_schedules_accumulation_and_clipping(workdir: Path
 @pytest.mark.slow
 def test_readme_quick_start_reaches_97_percent(workdir: Path) -> None:
     """README command 1: the full digits experiment, as a new user runs it."""
-    run_module("vision_exp.train", ["experiment=digits"], workdir)
+    run_module("vision_exp.train", ["experiment=digits"], workdir, timeout=900)
     (run,) = mlflow_runs(workdir)
     assert run.info.status == "FINISHED"
     assert run.data.metrics["test_acc"] >= 0.97
