@@ -53,7 +53,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
-    # Process-wide: set it either way so one run's choice does not leak into the next (sweeps, tests).
+    # Process-wide: set it either way, so one run's choice does not leak into the next one.
     torch.use_deterministic_algorithms(deterministic)
 
 
