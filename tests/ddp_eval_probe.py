@@ -52,7 +52,7 @@ def evaluate_cases(trainer: Trainer) -> dict[str, dict[str, Any]]:
 
 
 def probe(checkpoint: Path, output_dir: Path, distributed: str) -> dict[str, dict[str, Any]]:
-    with initialize_config_dir(str(CONFIG_DIR), version_base=None):
+    with initialize_config_dir(str(CONFIG_DIR)):
         cfg = compose(
             "train",
             ["experiment=digits", f"distributed={distributed}", "trainer.eval_batch_size=16"],
