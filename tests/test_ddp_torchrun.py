@@ -134,3 +134,14 @@ def test_one_rank_failing_ends_the_whole_job_quickly(workdir: Path) -> None:
     runs = mlflow_runs(workdir)
     assert len(runs) == 1
     assert runs[0].info.status in ("FAILED", "KILLED"), "the run is not left RUNNING"
+
+
+def test_ranks_composing_different_configs_stop_before_any_run(workdir: Path) -> None:
+    """What a sweeper sampling in each process would cause: refused instead of trained on."""
+    result = torchrun(
+        "vision_exp.train", [*QUICK, "distributed=ddp", "seed=${oc.env:RANK}"], workdir, check=False
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "The ranks of this job disagree on the config (rank 0 and rank 1)" in output
+    assert mlflow_runs(workdir) == []

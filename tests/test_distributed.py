@@ -13,6 +13,9 @@ from vision_exp.config.validate import validate_config
 from vision_exp.data.datamodule import Split
 from vision_exp.distributed import (
     DistributedContext,
+    get_rank,
+    get_world_size,
+    is_main_process,
     reduce_dict,
     scale_for_world,
     setup,
@@ -86,6 +89,15 @@ def test_a_single_process_context_passes_results_through() -> None:
     assert reduce_dict({"a": 2, "b": 1.5}) == {"a": 2.0, "b": 1.5}
     model = torch.nn.Linear(2, 2)
     assert alone.wrap(model) is model
+
+
+def test_rank_queries_read_the_launcher_before_a_process_group_exists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert (get_rank(), get_world_size(), is_main_process()) == (0, 1, True)
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert (get_rank(), get_world_size(), is_main_process()) == (3, 4, False)
 
 
 def ddp_config(*overrides: str) -> DictConfig:

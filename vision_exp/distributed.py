@@ -15,11 +15,12 @@ import shlex
 import sys
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -82,8 +83,9 @@ def _collective_device() -> torch.device:
     return torch.device("cpu")
 
 
-def reduce_dict(values: Mapping[str, float], average: bool = False) -> dict[str, float]:
-    """Sum (or average) each value over all ranks; float64, so counts below 2**53 stay exact."""
+def reduce_dict(values: Mapping[str, float]) -> dict[str, float]:
+    """Sum each value over all ranks (sums, not means, so that ratios of them are exact); float64,
+    so counts below 2**53 stay exact."""
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return {key: float(value) for key, value in values.items()}
     keys = sorted(values)  # the same order on every rank, whatever order each built its dict in
@@ -91,8 +93,6 @@ def reduce_dict(values: Mapping[str, float], average: bool = False) -> dict[str,
         [float(values[key]) for key in keys], dtype=torch.float64, device=_collective_device()
     )
     dist.all_reduce(tensor)
-    if average:
-        tensor /= dist.get_world_size()
     return dict(zip(keys, tensor.tolist(), strict=True))
 
 
@@ -217,17 +217,20 @@ class DistributedContext:
         """True on every rank when it is true on any: one decision, so no rank is left waiting."""
         return reduce_dict({"flag": float(flag)})["flag"] > 0
 
-    def agree_on(self, value: str, what: str) -> None:
-        """Fail clearly when ranks computed different values of something they must share."""
+    def agree_on(self, value: str, what: str, advice: str) -> None:
+        """Fail clearly, on every rank, when ranks computed different values of something they must
+        share (DDP itself would train on, or hang, with no hint why)."""
         if not self.enabled:
             return
         values: list[Any] = [None] * self.world_size
         dist.all_gather_object(values, value)
-        if len(set(values)) > 1:
+        differing = [rank for rank, other in enumerate(values) if other != values[0]]
+        if differing:
+            rank = differing[0]
+            shown = f": {values[0]!r} and {values[rank]!r}" if len(value) < 200 else ""
             raise ConfigError(
-                f"The ranks of this job disagree on the {what} ({', '.join(sorted(set(values)))}): "
-                "launch with torchrun, which lets them agree, or set it explicitly on the command "
-                "line (for example hydra.run.dir=outputs/$SLURM_JOB_ID)."
+                f"The ranks of this job disagree on the {what} (rank 0 and rank {rank}{shown}). "
+                + advice
             )
 
 
@@ -334,6 +337,22 @@ def session(
         yield context
     finally:
         cleanup()
+
+
+def check_same_job(context: DistributedContext, cfg: DictConfig, output_dir: Path) -> None:
+    """Every rank must write to one folder and train the same config, checked before any work."""
+    context.agree_on(
+        os.path.relpath(output_dir),
+        "output folder",
+        "Launch with torchrun, which lets them agree on the time in the folder's name, or set it "
+        "on the command line (hydra.run.dir=outputs/$SLURM_JOB_ID, say).",
+    )
+    context.agree_on(
+        OmegaConf.to_yaml(cfg, resolve=True),
+        "config",
+        "Every rank must compose the same one: a sweeper that picks parameters in each process "
+        "(Optuna) cannot drive DDP jobs (docs/distributed_training.md, Sweeps of DDP jobs).",
+    )
 
 
 def scale_for_world(cfg: DictConfig, world_size: int) -> DictConfig:

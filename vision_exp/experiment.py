@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -17,7 +16,13 @@ from vision_exp.config.targets import build
 from vision_exp.config.validate import validate_config
 from vision_exp.data.batches import num_train_batches
 from vision_exp.data.datamodule import DataBundle, build_data
-from vision_exp.distributed import DistributedContext, scale_for_world, session, world_params
+from vision_exp.distributed import (
+    DistributedContext,
+    check_same_job,
+    scale_for_world,
+    session,
+    world_params,
+)
 from vision_exp.engine.runtime import configure_threads, seed_everything
 from vision_exp.engine.trainer import EpochCallback, FitResult, Trainer
 from vision_exp.evaluation.report import build_report, write_history, write_report
@@ -128,7 +133,7 @@ def train_in_session(
     dist: DistributedContext,
 ) -> float:
     """``run_training`` once this process knows its place in the job (alone or one rank)."""
-    dist.agree_on(os.path.relpath(output_dir), "output folder")
+    check_same_job(dist, cfg, output_dir)
     scaled = scale_for_world(cfg, dist.world_size)
     threads = configure_threads(cfg.trainer.num_threads, dist.local_world_size)
     seed_everything(dist.rank_seed(cfg.seed), cfg.trainer.deterministic)
