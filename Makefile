@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train train-debug test test-fast lint format typecheck clean
+.PHONY: install train train-debug train-ddp test test-fast lint format typecheck clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ train: $(STAMP)  ## the offline quick start: digits, about a minute on a laptop 
 
 train-debug: $(STAMP)
 	$(BIN)/python -m vision_exp.train experiment=digits debug=fast
+
+train-ddp: $(STAMP)  ## the quick start as a DDP job: 2 CPU processes over gloo, one run, one folder
+	$(BIN)/torchrun --standalone --nproc_per_node=2 -m vision_exp.train distributed=ddp experiment=digits
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,17 @@ from vision_exp.config.targets import build
 from vision_exp.config.validate import validate_config
 from vision_exp.data.batches import num_train_batches
 from vision_exp.data.datamodule import DataBundle, build_data
-from vision_exp.engine.runtime import configure_threads, seed_everything, select_device
+from vision_exp.distributed import (
+    DistributedContext,
+    check_same_job,
+    scale_for_world,
+    session,
+    world_params,
+)
+from vision_exp.engine.runtime import configure_threads, seed_everything
 from vision_exp.engine.trainer import EpochCallback, FitResult, Trainer
 from vision_exp.evaluation.report import build_report, write_history, write_report
-from vision_exp.tracking.mlflow_run import TrackedRun, git_commit, mlflow_run
+from vision_exp.tracking.mlflow_run import NullRun, TrackedRun, git_commit, mlflow_run
 from vision_exp.tracking.model_logging import log_model
 from vision_exp.tracking.redact import redact_text
 
@@ -50,11 +58,14 @@ def build_trainer(
     output_dir: Path,
     run: TrackedRun,
     callbacks: Sequence[EpochCallback],
+    dist: DistributedContext,
 ) -> Trainer:
     model = build_model(cfg.model, data).to(device)
     optimizer = build(cfg.optimizer)(model.parameters())
     batches = num_train_batches(
-        len(data.train), cfg.trainer.batch_size, cfg.trainer.limit_train_batches
+        dist.train_shard_size(len(data.train)),
+        cfg.trainer.batch_size,
+        cfg.trainer.limit_train_batches,
     )
     scheduler = build(cfg.scheduler)(
         optimizer,
@@ -73,6 +84,7 @@ def build_trainer(
         checkpoint_dir=output_dir / "checkpoints",
         log_metrics=run.log_metrics,
         callbacks=callbacks,
+        dist=dist,
     )
 
 
@@ -96,9 +108,36 @@ def run_training(
     MLflow run opens, so a bad command leaves no run behind.
     """
     validate_config(cfg)
-    threads = configure_threads(cfg.trainer.num_threads)
-    seed_everything(cfg.seed, cfg.trainer.deterministic)
-    device = select_device(cfg.trainer.device)
+    with session(cfg.distributed, cfg.trainer.device, cfg.trainer.skip_nonfinite_loss) as dist:
+        return train_in_session(cfg, output_dir, callbacks, dist)
+
+
+def open_run(
+    cfg: DictConfig, output_dir: Path, dist: DistributedContext
+) -> AbstractContextManager[TrackedRun]:
+    """Rank 0 holds the job's one MLflow run; the other ranks log into nothing."""
+    if not dist.is_main:
+        return nullcontext(NullRun())
+    return mlflow_run(
+        cfg.mlflow.tracking_uri,
+        cfg.mlflow.experiment_name,
+        cfg.mlflow.run_name or f"{cfg.dataset.name}-{model_name(cfg.model)}",
+        run_tags(cfg, output_dir),
+    )
+
+
+def train_in_session(
+    cfg: DictConfig,
+    output_dir: Path,
+    callbacks: Sequence[EpochCallback],
+    dist: DistributedContext,
+) -> float:
+    """``run_training`` once this process knows its place in the job (alone or one rank)."""
+    check_same_job(dist, cfg, output_dir)
+    scaled = scale_for_world(cfg, dist.world_size)
+    threads = configure_threads(cfg.trainer.num_threads, dist.local_world_size)
+    seed_everything(dist.rank_seed(cfg.seed), cfg.trainer.deterministic)
+    device = dist.device
     data = build_data(cfg.dataset, cfg.seed)
     log.info(
         "%s: %d train / %d val / %d test images of %dx%dx%d, %d classes; device %s, %d threads",
@@ -113,18 +152,14 @@ def run_training(
         device,
         threads,
     )
-    with mlflow_run(
-        cfg.mlflow.tracking_uri,
-        cfg.mlflow.experiment_name,
-        cfg.mlflow.run_name or f"{cfg.dataset.name}-{model_name(cfg.model)}",
-        run_tags(cfg, output_dir),
-    ) as run:
+    with open_run(cfg, output_dir, dist) as run:
         log.info("MLflow run %s", run.run_id)
         run.log_params(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+        run.log_params(world_params(cfg, scaled, dist.world_size))
         hydra_dir = output_dir / ".hydra"
         if hydra_dir.is_dir():
             run.log_redacted_folder(hydra_dir, "hydra")
-        trainer = build_trainer(cfg, data, device, output_dir, run, callbacks)
+        trainer = build_trainer(scaled, data, device, output_dir, run, callbacks, dist)
         # Resolved and redacted: a checkpoint is rebuilt (evaluate, replay) without conf/ at hand.
         trainer.extra_state["config"] = redact_text(OmegaConf.to_yaml(cfg, resolve=True))
         result = trainer.fit()
@@ -142,7 +177,10 @@ def finish(
 ) -> None:
     """Test the best epoch's weights, write and log the report, log the model."""
     trainer.restore_best()
-    report = build_report(trainer.evaluate(data.test), data.classes, "test")
+    test = trainer.evaluate(data.test)
+    if not trainer.dist.is_main:
+        return
+    report = build_report(test, data.classes, "test")
     report_dir = output_dir / "report"
     write_report(report, report_dir)
     write_history(result.history, report_dir)

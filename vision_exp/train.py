@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 import vision_exp.config  # noqa: F401  (registers schemas and resolvers)
 from vision_exp.config.paths import CONFIG_DIR
+from vision_exp.distributed import quiet_non_main_process
 from vision_exp.errors import VisionExpError
 from vision_exp.experiment import run_training
 
@@ -26,6 +27,7 @@ for noisy in ("mlflow", "alembic", "urllib3"):
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
+    quiet_non_main_process()
     try:
         return run_training(cfg, Path(hydra_cfg.runtime.output_dir))
     except VisionExpError as error:

@@ -2,9 +2,14 @@
 
 from omegaconf import OmegaConf
 
+from vision_exp.config.launch import launch_time, main_process_only
 from vision_exp.config.schema import register_schemas
 from vision_exp.engine.early_stopping import metric_mode
 
 register_schemas()
 # `${metric_mode:${optimized_metric}}`: min for losses, max otherwise (the plateau schedule).
 OmegaConf.register_resolver("metric_mode", metric_mode, replace=True)
+# `${launch_time:%H-%M-%S}`: `${now:}`, but one instant for all ranks of a torchrun job, so they
+# share one output folder. `${main_process_only:x}`: x on rank 0, null on the others.
+OmegaConf.register_resolver("launch_time", lambda fmt: launch_time().strftime(fmt), replace=True)
+OmegaConf.register_resolver("main_process_only", main_process_only, replace=True)

@@ -163,6 +163,22 @@ class DistributedConfig:
 
 
 @dataclass
+class DDPConfig(DistributedConfig):
+    enabled: bool = True
+    # auto: nccl when the ranks use CUDA, gloo on CPUs; or nccl / gloo.
+    backend: str = "auto"
+    # global: trainer.batch_size is one optimizer step's batch summed over ranks; per_rank: each
+    # rank's (the step's batch grows with the number of processes).
+    batch_size_scope: str = "global"
+    # linear: optimizer.lr times (global batch / trainer.batch_size); none: lr as given.
+    lr_scaling: str = "none"
+    # BatchNorm statistics over the global batch instead of each rank's (CUDA only).
+    sync_batchnorm: bool = False
+    # How long a collective waits for the other ranks before the job fails.
+    timeout_s: float = 600.0
+
+
+@dataclass
 class RegistryConfig:
     enabled: bool = False
 
@@ -194,7 +210,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     },
     "schema/trainer": {"base": TrainerConfig},
     "schema/mlflow": {"base": MLflowConfig},
-    "schema/distributed": {"none": DistributedConfig},
+    "schema/distributed": {"none": DistributedConfig, "ddp": DDPConfig},
     "schema/registry": {"none": RegistryConfig},
 }
 

@@ -81,6 +81,10 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("model.dropout", _half_open_unit, "a number in [0, 1)"),
     ("scheduler.warmup_epochs", _non_negative, "a number >= 0"),
     ("scheduler.pct_start", _open_unit, "a number strictly between 0 and 1"),
+    ("distributed.backend", _one_of("auto", "nccl", "gloo"), "one of auto, nccl, gloo"),
+    ("distributed.batch_size_scope", _one_of("global", "per_rank"), "one of global, per_rank"),
+    ("distributed.lr_scaling", _one_of("none", "linear"), "one of none, linear"),
+    ("distributed.timeout_s", _positive, "a number > 0"),
 ]
 
 

@@ -37,11 +37,13 @@ def select_device(requested: str) -> torch.device:
     return device
 
 
-def configure_threads(num_threads: int | None) -> int:
-    """One intra-op thread per usable core: torch's default can exceed the cores a job may use
-    (containers, Slurm, several sweep workers), which slows every op down."""
+def configure_threads(num_threads: int | None, processes: int = 1) -> int:
+    """One intra-op thread per usable core, shared out among the ``processes`` of this job on this
+    machine (DDP ranks): torch's default can exceed the cores a job may use (containers, Slurm,
+    several sweep workers, several ranks), which slows every op down."""
     if num_threads is None:
-        num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        num_threads = cores // processes
     torch.set_num_threads(max(1, num_threads))
     return torch.get_num_threads()
 

@@ -14,8 +14,9 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from vision_exp.data.batches import epoch_order, eval_batches, num_train_batches, train_batches
+from vision_exp.data.batches import eval_batches, num_train_batches, train_batches
 from vision_exp.data.datamodule import DataBundle, Split
+from vision_exp.distributed import DistributedContext, unwrap
 from vision_exp.engine.checkpoint import BEST, LAST, save_checkpoint
 from vision_exp.engine.early_stopping import EarlyStopping, metric_mode
 from vision_exp.engine.loop import EvalResult, StepContext, evaluate, train_one_epoch
@@ -53,9 +54,13 @@ class Trainer:
         checkpoint_dir: Path | None,
         log_metrics: MetricsLogger,
         callbacks: Sequence[EpochCallback] = (),
+        dist: DistributedContext | None = None,
     ) -> None:
         self.cfg = cfg
-        self.model = model
+        self.dist = dist or DistributedContext(device)
+        # Trained through DDP when distributed; evaluated, checkpointed and logged unwrapped.
+        self.train_model = self.dist.wrap(model)
+        self.model = unwrap(self.train_model)
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.data = data
@@ -97,29 +102,40 @@ class Trainer:
         )
 
     def evaluate(self, split: Split, limit: int | None = None) -> EvalResult:
-        batches = eval_batches(split, self.cfg.eval_batch_size, limit)
-        return evaluate(
+        """The first ``limit`` batches (all if None) of ``split``, shared out over the ranks."""
+        if limit is not None:
+            size = limit * self.cfg.eval_batch_size
+            split = Split(split.images[:size], split.labels[:size])
+        self.dist.sync_buffers(self.model)
+        batches = eval_batches(self.dist.eval_shard(split), self.cfg.eval_batch_size)
+        result = evaluate(
             self.model, batches, self.data.augment.normalize, self.device, self.cfg.precision
         )
+        return self.dist.reduce_eval(result, len(split))
 
     def fit(self) -> FitResult:
         ctx = self._step_context()
         train = self.data.train
         num_batches = num_train_batches(
-            len(train), self.cfg.batch_size, self.cfg.limit_train_batches
+            self.dist.train_shard_size(len(train)),
+            self.cfg.batch_size,
+            self.cfg.limit_train_batches,
         )
         epoch = self.start_epoch
         for epoch in range(self.start_epoch, self.cfg.max_epochs):
-            generator = torch.Generator(device=self.device).manual_seed(self.seed + 7919 * epoch)
-            order = epoch_order(len(train), self.seed, epoch)
+            generator = torch.Generator(device=self.device).manual_seed(
+                self.dist.rank_seed(self.seed) + 7919 * epoch
+            )
+            order = self.dist.train_order(len(train), self.seed, epoch)
             stats = train_one_epoch(
-                self.model,
+                self.train_model,
                 train_batches(train, order, self.cfg.batch_size, self.cfg.limit_train_batches),
                 num_batches,
                 functools.partial(self.data.augment.train, generator=generator),
                 ctx,
                 epoch,
             )
+            stats = self.dist.reduce_train(stats)
             val = self.evaluate(self.data.val, self.cfg.limit_eval_batches)
             metrics = {
                 "train_loss": stats.loss,
@@ -143,7 +159,7 @@ class Trainer:
             self._save(LAST, epoch)
             for callback in self.callbacks:
                 callback(epoch, metrics)
-            if self.stopper.should_stop:
+            if self.dist.any(self.stopper.should_stop):
                 break
         return FitResult(
             best_value=self.stopper.best,
@@ -176,5 +192,5 @@ class Trainer:
         return state
 
     def _save(self, name: str, epoch: int) -> None:
-        if self.checkpoint_dir is not None and self.cfg.save_checkpoints:
+        if self.checkpoint_dir is not None and self.cfg.save_checkpoints and self.dist.is_main:
             save_checkpoint(self.state_dict(epoch), self.checkpoint_dir / name)

@@ -86,6 +86,29 @@ class TrackedRun:
             mlflow.log_artifacts(staging, artifact_path=artifact_path, run_id=self.run_id)
 
 
+class NullRun(TrackedRun):
+    """The run as DDP ranks other than 0 see it: they compute the same metrics, rank 0 logs them
+    to the job's one MLflow run, and these calls do nothing."""
+
+    def __init__(self) -> None:
+        self.run_id = ""
+
+    def log_params(self, config: Mapping[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        pass
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        pass
+
+    def log_artifacts(self, folder: Path, artifact_path: str | None = None) -> None:
+        pass
+
+    def log_redacted_folder(self, folder: Path, artifact_path: str) -> None:
+        pass
+
+
 @contextmanager
 def mlflow_run(
     tracking_uri: str | None,
