@@ -23,6 +23,7 @@ from vision_exp.distributed import (
     session,
     world_params,
 )
+from vision_exp.engine.acceleration import accelerate_data, accelerate_model, build_optimizer
 from vision_exp.engine.runtime import configure_threads, seed_everything
 from vision_exp.engine.trainer import EpochCallback, FitResult, Trainer
 from vision_exp.evaluation.report import build_report, write_history, write_report
@@ -60,8 +61,8 @@ def build_trainer(
     callbacks: Sequence[EpochCallback],
     dist: DistributedContext,
 ) -> Trainer:
-    model = build_model(cfg.model, data).to(device)
-    optimizer = build(cfg.optimizer)(model.parameters())
+    model = accelerate_model(build_model(cfg.model, data).to(device), cfg.trainer, device)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters(), cfg.trainer, device)
     batches = num_train_batches(
         dist.train_shard_size(len(data.train)),
         cfg.trainer.batch_size,
@@ -123,6 +124,7 @@ def open_run(
         cfg.mlflow.experiment_name,
         cfg.mlflow.run_name or f"{cfg.dataset.name}-{model_name(cfg.model)}",
         run_tags(cfg, output_dir),
+        flush_interval_s=cfg.mlflow.flush_interval_s,
     )
 
 
@@ -138,7 +140,7 @@ def train_in_session(
     threads = configure_threads(cfg.trainer.num_threads, dist.local_world_size)
     seed_everything(dist.rank_seed(cfg.seed), cfg.trainer.deterministic)
     device = dist.device
-    data = build_data(cfg.dataset, cfg.seed)
+    data = accelerate_data(build_data(cfg.dataset, cfg.seed), cfg.trainer, device)
     log.info(
         "%s: %d train / %d val / %d test images of %dx%dx%d, %d classes; device %s, %d threads",
         cfg.dataset.name,
@@ -198,5 +200,5 @@ def finish(
         report.format(),
     )
     if cfg.mlflow.log_model:
-        example = data.augment.normalize(data.test.images[:4]).cpu()
+        example = data.augment.normalize(data.test.images[:4]).cpu().contiguous()
         log_model(trainer.model, example, data.classes)

@@ -54,6 +54,15 @@ class ResNetConfig:
 
 
 @dataclass
+class SpeedNetConfig:
+    _target_: str = "vision_exp.models.speednet.SpeedNet"
+    # The stem's width, then one conv group (halving the resolution) per further width.
+    widths: list[int] = field(default_factory=lambda: [32, 64, 256, 256])
+    residual: bool = True
+    head_scale: float = 0.125
+
+
+@dataclass
 class SGDConfig:
     _target_: str = "torch.optim.SGD"
     _partial_: bool = True
@@ -103,6 +112,15 @@ class OneCycleSchedulerConfig:
 
 
 @dataclass
+class LinearSchedulerConfig:
+    _target_: str = "vision_exp.optim.schedulers.linear"
+    _partial_: bool = True
+    pct_start: float = 0.25
+    start_ratio: float = 0.1
+    end_ratio: float = 0.0
+
+
+@dataclass
 class StepSchedulerConfig:
     _target_: str = "vision_exp.optim.schedulers.step"
     _partial_: bool = True
@@ -145,6 +163,17 @@ class TrainerConfig:
     limit_eval_batches: int | None = None
     progress_bar: bool = True
     save_checkpoints: bool = True
+    # Speed switches (vision_exp.engine.acceleration): null = on for CUDA, off elsewhere.
+    channels_last: bool | None = None
+    compile: bool | None = None
+    compile_mode: str = "default"
+    compile_backend: str = "inductor"
+    cudnn_benchmark: bool | None = None
+    fused_optimizer: bool | None = None
+    data_on_device: bool | None = None
+    cpu_autocast: bool = False
+    # Evaluate on the mean logits of each image and its mirror image.
+    tta_hflip: bool = False
 
 
 @dataclass
@@ -155,6 +184,8 @@ class MLflowConfig:
     run_name: str | None = None
     log_model: bool = True
     tags: dict[str, str] = field(default_factory=dict)
+    # Send metrics at most this often (seconds); buffered ones are sent when the run ends.
+    flush_interval_s: float = 2.0
 
 
 @dataclass
@@ -199,12 +230,17 @@ class TrainConfig:
 
 SCHEMAS: dict[str, dict[str, type]] = {
     "schema/dataset": {"base": DatasetConfig},
-    "schema/model": {"simple_cnn": SimpleCNNConfig, "resnet": ResNetConfig},
+    "schema/model": {
+        "simple_cnn": SimpleCNNConfig,
+        "resnet": ResNetConfig,
+        "speednet": SpeedNetConfig,
+    },
     "schema/optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig},
     "schema/scheduler": {
         "none": ConstantSchedulerConfig,
         "cosine": CosineSchedulerConfig,
         "onecycle": OneCycleSchedulerConfig,
+        "linear": LinearSchedulerConfig,
         "step": StepSchedulerConfig,
         "plateau": PlateauSchedulerConfig,
     },

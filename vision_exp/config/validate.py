@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from vision_exp.engine.acceleration import COMPILE_BACKENDS, COMPILE_MODES
 from vision_exp.engine.runtime import PRECISIONS
 from vision_exp.errors import ConfigError
 from vision_exp.models.resnet import BUILDERS as RESNET_DEPTHS
@@ -49,6 +50,10 @@ def _half_open_unit(v: Any) -> bool:
     return isinstance(v, (int, float)) and 0 <= v < 1
 
 
+def _widths(v: Any) -> bool:
+    return len(v) >= 2 and all(isinstance(w, int) and w >= 1 for w in v)
+
+
 # (key, check, what is allowed). Keys absent from the composed config (model.depth on a simple_cnn)
 # are skipped.
 RULES: list[tuple[str, Callable[[Any], bool], str]] = [
@@ -67,8 +72,15 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.num_threads", _optional(_at_least_one), "null or an integer >= 1"),
     ("trainer.limit_train_batches", _optional(_at_least_one), "null or an integer >= 1"),
     ("trainer.limit_eval_batches", _optional(_at_least_one), "null or an integer >= 1"),
+    ("trainer.compile_mode", _one_of(*COMPILE_MODES), f"one of {', '.join(COMPILE_MODES)}"),
+    (
+        "trainer.compile_backend",
+        _one_of(*COMPILE_BACKENDS),
+        f"one of {', '.join(COMPILE_BACKENDS)}",
+    ),
     ("trainer.early_stopping.patience", _optional(_at_least_one), "null or an integer >= 1"),
     ("trainer.early_stopping.min_delta", _non_negative, "a number >= 0"),
+    ("mlflow.flush_interval_s", _non_negative, "a number >= 0 (0: send every epoch)"),
     ("dataset.val_fraction", _open_unit, "a number strictly between 0 and 1"),
     (
         "dataset.subset",
@@ -79,12 +91,16 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("model.depth", _one_of(*RESNET_DEPTHS), f"one of {', '.join(map(str, RESNET_DEPTHS))}"),
     ("model.stem", _one_of(*STEMS), f"one of {', '.join(STEMS)}"),
     ("model.dropout", _half_open_unit, "a number in [0, 1)"),
+    ("model.widths", _widths, "a list of at least 2 integers >= 1"),
+    ("model.head_scale", _positive, "a number > 0"),
     ("scheduler.warmup_epochs", _non_negative, "a number >= 0"),
     ("scheduler.pct_start", _open_unit, "a number strictly between 0 and 1"),
     ("distributed.backend", _one_of("auto", "nccl", "gloo"), "one of auto, nccl, gloo"),
     ("distributed.batch_size_scope", _one_of("global", "per_rank"), "one of global, per_rank"),
     ("distributed.lr_scaling", _one_of("none", "linear"), "one of none, linear"),
     ("distributed.timeout_s", _positive, "a number > 0"),
+    ("scheduler.start_ratio", _non_negative, "a number >= 0"),
+    ("scheduler.end_ratio", _non_negative, "a number >= 0"),
 ]
 
 

@@ -60,11 +60,13 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 @contextlib.contextmanager
-def autocast(device: torch.device, precision: str) -> Iterator[None]:
-    """Mixed precision on CUDA only: on CPU and MPS the request is ignored (full precision)."""
+def autocast(device: torch.device, precision: str, on_cpu: bool = False) -> Iterator[None]:
+    """Mixed precision on CUDA; bf16 on CPU too when ``on_cpu`` (``trainer.cpu_autocast``: it pays
+    on CPUs with AMX or AVX-512 BF16 and slows the others); elsewhere full precision."""
     dtype = PRECISIONS[precision]
-    if dtype is None or device.type != "cuda":
+    cpu_bf16 = on_cpu and device.type == "cpu" and dtype is torch.bfloat16
+    if dtype is None or not (device.type == "cuda" or cpu_bf16):
         yield
         return
-    with torch.autocast(device_type="cuda", dtype=dtype):
+    with torch.autocast(device_type=device.type, dtype=dtype):
         yield

@@ -99,6 +99,7 @@ class Trainer:
             scaler=self.scaler,
             skip_nonfinite=self.cfg.skip_nonfinite_loss,
             progress_bar=self.cfg.progress_bar,
+            cpu_autocast=self.cfg.cpu_autocast,
         )
 
     def evaluate(self, split: Split, limit: int | None = None) -> EvalResult:
@@ -109,7 +110,13 @@ class Trainer:
         self.dist.sync_buffers(self.model)
         batches = eval_batches(self.dist.eval_shard(split), self.cfg.eval_batch_size)
         result = evaluate(
-            self.model, batches, self.data.augment.normalize, self.device, self.cfg.precision
+            self.model,
+            batches,
+            self.data.augment.normalize,
+            self.device,
+            self.cfg.precision,
+            tta_hflip=self.cfg.tta_hflip,
+            cpu_autocast=self.cfg.cpu_autocast,
         )
         return self.dist.reduce_eval(result, len(split))
 

@@ -76,3 +76,26 @@ def plateau(
     mode: str = "max",
 ) -> ReduceLROnPlateau:
     return ReduceLROnPlateau(optimizer, mode=mode, factor=factor, patience=patience)  # type: ignore[arg-type]
+
+
+def linear(
+    optimizer: Optimizer,
+    epochs: int,
+    steps_per_epoch: int,
+    pct_start: float = 0.25,
+    start_ratio: float = 0.1,
+    end_ratio: float = 0.0,
+) -> LRScheduler:
+    """Triangular one-cycle: linear from ``start_ratio * lr`` up to ``lr`` over the first
+    ``pct_start`` of training, then linear down to ``end_ratio * lr`` (the short schedules of
+    CIFAR speed runs, where a cosine tail wastes the few epochs there are)."""
+    total = max(2, epochs * steps_per_epoch)
+    peak = max(1, round(pct_start * total))
+
+    def factor(step: int) -> float:
+        if step < peak:
+            return start_ratio + (1.0 - start_ratio) * step / peak
+        progress = min(1.0, (step - peak) / max(1, total - peak))
+        return 1.0 + (end_ratio - 1.0) * progress
+
+    return LambdaLR(optimizer, factor)
