@@ -241,6 +241,7 @@ def test_speedrun_recipe_trains_on_cifar_format_files_through_the_cli(workdir: P
             "trainer.fused_optimizer=true",
             "trainer.compile=true",
             "trainer.compile_backend=eager",
+            "trainer.save_checkpoints=true",
             "hydra.run.dir=run",
         ],
         workdir,
