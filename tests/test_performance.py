@@ -3,17 +3,16 @@ measured side by side in benchmarks/)."""
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tests.conftest import compose_config, mlflow_runs, run_module
+from tests.datasets_on_disk import write_cifar10
 from vision_exp.data.augment import BatchAugment
 from vision_exp.data.datamodule import build_data
 from vision_exp.engine.acceleration import (
@@ -207,27 +206,9 @@ def test_buffered_metrics_reach_mlflow_when_the_run_ends_even_on_failure(workdir
     assert [(m.step, m.value) for m in history] == [(0, 0.5), (1, 0.7)]
 
 
-def _write_cifar_fixture(root: Path, per_batch: int = 40) -> None:
-    """The on-disk format torchvision reads: pickled dicts of uint8 rows of 3x32x32 images."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    templates = rng.integers(0, 256, (10, 3072))
-    names = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]
-    for name in names:
-        labels = rng.integers(0, 10, per_batch)
-        noise = rng.normal(0, 40, (per_batch, 3072))
-        data = np.clip(templates[labels] + noise, 0, 255).astype(np.uint8)
-        with (folder / name).open("wb") as handle:
-            pickle.dump({"data": data, "labels": labels.tolist()}, handle)
-    meta = {"label_names": [f"label_{i}" for i in range(10)]}
-    with (folder / "batches.meta").open("wb") as handle:
-        pickle.dump(meta, handle)
-
-
 @pytest.mark.slow
 def test_speedrun_recipe_trains_on_cifar_format_files_through_the_cli(workdir: Path) -> None:
-    _write_cifar_fixture(workdir / "cifar")
+    write_cifar10(workdir / "cifar")
     run_module(
         "vision_exp.train",
         [
