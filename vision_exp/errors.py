@@ -19,3 +19,7 @@ class CheckpointError(VisionExpError):
 
 class TrainingError(VisionExpError):
     """Training cannot go on (for example a non-finite loss)."""
+
+
+class RegistryError(VisionExpError):
+    """A registry operation names a model, version or alias that does not fit the store's state."""

@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -27,6 +28,7 @@ from vision_exp.engine.acceleration import accelerate_data, accelerate_model, bu
 from vision_exp.engine.runtime import configure_threads, seed_everything
 from vision_exp.engine.trainer import EpochCallback, FitResult, Trainer
 from vision_exp.evaluation.report import build_report, write_history, write_report
+from vision_exp.registry.policy import apply_registry_policy
 from vision_exp.tracking.mlflow_run import NullRun, TrackedRun, git_commit, mlflow_run
 from vision_exp.tracking.model_logging import log_model
 from vision_exp.tracking.redact import redact_text
@@ -177,7 +179,8 @@ def finish(
     output_dir: Path,
     run: TrackedRun,
 ) -> None:
-    """Test the best epoch's weights, write and log the report, log the model."""
+    """Test the best epoch's weights, write and log the report, log the model and hand it to the
+    registry policy (``registry=none`` does nothing)."""
     trainer.restore_best()
     test = trainer.evaluate(data.test)
     if not trainer.dist.is_main:
@@ -201,4 +204,12 @@ def finish(
     )
     if cfg.mlflow.log_model:
         example = data.augment.normalize(data.test.images[:4]).cpu().contiguous()
-        log_model(trainer.model, example, data.classes)
+        model_uri = log_model(trainer.model, example, data.classes)
+        apply_registry_policy(
+            cfg.registry,
+            mlflow.get_tracking_uri(),
+            run.run_id,
+            model_uri,
+            report.metrics(),
+            data.test,
+        )

@@ -215,6 +215,20 @@ class RegistryConfig:
 
 
 @dataclass
+class ChampionChallengerConfig(RegistryConfig):
+    _target_: str = "vision_exp.registry.policy.ChampionChallenger"
+    enabled: bool = True
+    model_name: str = "vision-classifier"
+    # A test-report metric where higher is better: test_acc or test_macro_f1.
+    metric: str = "test_acc"
+    # The absolute bar: below it a model is registered but never promoted.
+    min_metric: float = 0.0
+    # The alias a model that clears the bar and beats `champion` is given.
+    alias: str = "staging"
+    champion: str = "production"
+
+
+@dataclass
 class TrainConfig:
     dataset: DatasetConfig = MISSING
     model: Any = MISSING
@@ -247,7 +261,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "schema/trainer": {"base": TrainerConfig},
     "schema/mlflow": {"base": MLflowConfig},
     "schema/distributed": {"none": DistributedConfig, "ddp": DDPConfig},
-    "schema/registry": {"none": RegistryConfig},
+    "schema/registry": {"none": RegistryConfig, "champion_challenger": ChampionChallengerConfig},
 }
 
 

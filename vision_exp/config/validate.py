@@ -17,9 +17,17 @@ from vision_exp.engine.runtime import PRECISIONS
 from vision_exp.errors import ConfigError
 from vision_exp.models.resnet import BUILDERS as RESNET_DEPTHS
 from vision_exp.models.resnet import STEMS
+from vision_exp.registry.names import (
+    ALIAS_RULE,
+    MODEL_NAME_RULE,
+    is_valid_alias,
+    is_valid_model_name,
+)
 
 _ABSENT = object()
 MONITORED_METRICS = ("val_acc", "val_loss")
+# Test-report metrics where higher is better, so "clears min_metric" and "beats" read one way.
+REGISTRY_METRICS = ("test_acc", "test_macro_f1")
 
 
 def _positive(v: Any) -> bool:
@@ -52,6 +60,10 @@ def _half_open_unit(v: Any) -> bool:
 
 def _widths(v: Any) -> bool:
     return len(v) >= 2 and all(isinstance(w, int) and w >= 1 for w in v)
+
+
+def _unit(v: Any) -> bool:
+    return isinstance(v, (int, float)) and 0 <= v <= 1
 
 
 # (key, check, what is allowed). Keys absent from the composed config (model.depth on a simple_cnn)
@@ -101,6 +113,11 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("distributed.timeout_s", _positive, "a number > 0"),
     ("scheduler.start_ratio", _non_negative, "a number >= 0"),
     ("scheduler.end_ratio", _non_negative, "a number >= 0"),
+    ("registry.model_name", is_valid_model_name, MODEL_NAME_RULE),
+    ("registry.metric", _one_of(*REGISTRY_METRICS), f"one of {', '.join(REGISTRY_METRICS)}"),
+    ("registry.min_metric", _unit, "a number in [0, 1]"),
+    ("registry.alias", is_valid_alias, ALIAS_RULE),
+    ("registry.champion", is_valid_alias, ALIAS_RULE),
 ]
 
 
@@ -127,6 +144,11 @@ def validate_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is not _ABSENT and not check(value):
             problems.append(f"{key}={value!r} is not allowed (expected {allowed})")
+    if OmegaConf.select(cfg, "registry.enabled", default=False) and not cfg.mlflow.log_model:
+        problems.append(
+            "registry.enabled=true needs mlflow.log_model=true (the registry registers the "
+            "logged model; debug=fast turns logging off)"
+        )
     problems.extend(
         f"{key} is not a known setting (check its spelling; `--cfg job` prints the whole config)"
         for key in _unknown_keys(cfg)

@@ -1,0 +1,5 @@
+import sys
+
+from vision_exp.registry.cli import main
+
+sys.exit(main())
