@@ -86,7 +86,7 @@ def version_table(summary: VersionSummary) -> Table:
         ("source", version.source or "-"),
         ("dataset", summary.dataset or "-"),
         ("model", summary.model or "-"),
-        *((key, _number(value)) for key, value in sorted(summary.metrics.items())),
+        *((key, f"{value:.6g}") for key, value in sorted(summary.metrics.items())),
         ("decision", version.tags.get("registry.decision", "-")),
         ("reason", version.tags.get("registry.reason", "-")),
         ("description", version.description or "-"),
