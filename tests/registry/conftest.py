@@ -1,10 +1,9 @@
-"""Registry test fixtures: a migrated MLflow store per test (copied, since migrating a fresh sqlite
-file takes seconds) and runs that log a real, tiny pytorch model with chosen metrics."""
+"""Registry test fixtures: runs that log a real, tiny pytorch model with chosen metrics, and the
+registry of the test's own store (``workdir``)."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import mlflow
@@ -41,26 +40,7 @@ def add_version(
     return str(registry.register(name, run_id, uri, tags=tags).version)
 
 
-@pytest.fixture(scope="session")
-def migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
-def store(tmp_path: Path, migrated_store: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Like ``workdir``: a scratch directory whose ``mlflow.db`` is the default store."""
-    shutil.copy(migrated_store, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    yield tmp_path
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-
-
-@pytest.fixture
-def registry(store: Path) -> ModelRegistry:
-    return ModelRegistry(f"sqlite:///{store / 'mlflow.db'}", lock_timeout=20)
+def registry(workdir: Path) -> ModelRegistry:
+    """The registry of ``workdir``'s store (the one the CLI in ``workdir`` uses too)."""
+    return ModelRegistry(f"sqlite:///{workdir / 'mlflow.db'}", lock_timeout=20)

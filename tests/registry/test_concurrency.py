@@ -53,7 +53,8 @@ def test_concurrent_promotions_take_turns(registry: ModelRegistry) -> None:
     winner = "1"
     for r in range(ROUNDS):
         pair = {str(2 + 2 * r), str(3 + 2 * r)}
-        second = next(v for v in pair if tag(v, "previous") in pair)
+        second = next((v for v in pair if tag(v, "previous") in pair), None)
+        assert second is not None, f"round {r}: both promotions replaced v{winner} (they raced)"
         (first,) = pair - {second}
         assert tag(second, "previous") == first
         assert tag(first, "previous") == winner
