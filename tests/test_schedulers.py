@@ -46,3 +46,13 @@ def test_plateau_cuts_when_the_metric_stalls() -> None:
     for value in (0.5, 0.5, 0.5):
         scheduler.step(value)
     assert optimizer.param_groups[0]["lr"] == 0.5
+
+
+@pytest.mark.parametrize(("epochs", "steps"), [(1, 1), (1, 4), (2, 2), (1, 7)])
+def test_onecycle_is_defined_for_the_shortest_runs(epochs: int, steps: int) -> None:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = schedulers.onecycle(optimizer, epochs=epochs, steps_per_epoch=steps)
+    for _ in range(epochs * steps):
+        optimizer.step()
+        scheduler.step()
+    assert 0 < optimizer.param_groups[0]["lr"] <= 1.0

@@ -46,10 +46,13 @@ def onecycle(
     final_div_factor: float = 1e4,
 ) -> LRScheduler:
     max_lr = [group["lr"] for group in optimizer.param_groups]
+    # OneCycleLR divides by the warm-up's length in steps, pct_start * total_steps - 1: a run of a
+    # handful of steps (debug presets, max_epochs=1) gets a schedule just long enough to be defined,
+    # and stops part-way through it.
     return OneCycleLR(
         optimizer,
         max_lr=max_lr,
-        total_steps=max(2, epochs * steps_per_epoch),
+        total_steps=max(epochs * steps_per_epoch, math.ceil(2 / pct_start)),
         pct_start=pct_start,
         div_factor=div_factor,
         final_div_factor=final_div_factor,
