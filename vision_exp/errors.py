@@ -23,3 +23,23 @@ class TrainingError(VisionExpError):
 
 class RegistryError(VisionExpError):
     """A registry operation names a model, version or alias that does not fit the store's state."""
+
+
+class RunInterrupted(BaseException):
+    """SIGINT or SIGTERM while training: ends the MLflow run KILLED, like Ctrl-C does.
+
+    A BaseException, so that ``except Exception`` in a library (Optuna, MLflow) cannot swallow it.
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number, as a shell reports a process killed by that signal."""
+        return 128 + self.signum
+
+
+class TrackingError(VisionExpError):
+    """The MLflow tracking store cannot be reached or refuses the run."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -10,9 +12,11 @@ from typing import Any
 
 import mlflow
 import torch
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from vision_exp.config.saved import save_resolved
 from vision_exp.config.targets import build
 from vision_exp.config.validate import validate_config
 from vision_exp.data.batches import num_train_batches
@@ -25,13 +29,25 @@ from vision_exp.distributed import (
     world_params,
 )
 from vision_exp.engine.acceleration import accelerate_data, accelerate_model, build_optimizer
+from vision_exp.engine.checkpoint import LAST
+from vision_exp.engine.interrupt import check_interrupt, interrupt_handling
+from vision_exp.engine.resume import (
+    RUN_ID_KEY,
+    ResumePoint,
+    copy_checkpoints,
+    load_resume_point,
+    restore,
+)
 from vision_exp.engine.runtime import configure_threads, seed_everything
 from vision_exp.engine.trainer import EpochCallback, FitResult, Trainer
+from vision_exp.errors import RunInterrupted, TrackingError
 from vision_exp.evaluation.report import build_report, write_history, write_report
 from vision_exp.registry.policy import apply_registry_policy
 from vision_exp.tracking.mlflow_run import NullRun, TrackedRun, git_commit, mlflow_run
 from vision_exp.tracking.model_logging import log_model
+from vision_exp.tracking.reachability import check_tracking_server
 from vision_exp.tracking.redact import redact_text
+from vision_exp.tracking.uri import resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -107,18 +123,24 @@ def run_training(
 ) -> float:
     """Train, evaluate on the test split, log everything; return the best ``optimized_metric``.
 
-    Everything that can fail on bad input (config ranges, missing data, device) happens before the
-    MLflow run opens, so a bad command leaves no run behind.
+    Everything that can fail on bad input (config ranges, a bad checkpoint to resume, an unreachable
+    tracking server, missing data, device) happens before the MLflow run opens, so a bad command
+    leaves no run behind.
     """
     validate_config(cfg)
+    resume = load_resume_point(cfg.resume) if cfg.get("resume") else None
+    check_tracking_server(cfg.mlflow.tracking_uri)
+    if resume is not None:
+        check_resumable_run(cfg, resume)
     with session(cfg.distributed, cfg.trainer.device, cfg.trainer.skip_nonfinite_loss) as dist:
-        return train_in_session(cfg, output_dir, callbacks, dist)
+        return train_in_session(cfg, output_dir, callbacks, dist, resume)
 
 
 def open_run(
-    cfg: DictConfig, output_dir: Path, dist: DistributedContext
+    cfg: DictConfig, output_dir: Path, dist: DistributedContext, run_id: str | None = None
 ) -> AbstractContextManager[TrackedRun]:
-    """Rank 0 holds the job's one MLflow run; the other ranks log into nothing."""
+    """Rank 0 holds the job's one MLflow run (reopened by ``run_id`` on a resume); the other ranks
+    log into nothing."""
     if not dist.is_main:
         return nullcontext(NullRun())
     return mlflow_run(
@@ -127,6 +149,7 @@ def open_run(
         cfg.mlflow.run_name or f"{cfg.dataset.name}-{model_name(cfg.model)}",
         run_tags(cfg, output_dir),
         flush_interval_s=cfg.mlflow.flush_interval_s,
+        run_id=run_id,
     )
 
 
@@ -135,6 +158,7 @@ def train_in_session(
     output_dir: Path,
     callbacks: Sequence[EpochCallback],
     dist: DistributedContext,
+    resume: ResumePoint | None = None,
 ) -> float:
     """``run_training`` once this process knows its place in the job (alone or one rank)."""
     check_same_job(dist, cfg, output_dir)
@@ -156,19 +180,84 @@ def train_in_session(
         device,
         threads,
     )
-    with open_run(cfg, output_dir, dist) as run:
+    hydra_dir = output_dir / ".hydra"
+    if dist.is_main:
+        save_resolved(cfg, hydra_dir)
+    with (
+        interrupt_handling(),
+        open_run(cfg, output_dir, dist, resume.run_id if resume is not None else None) as run,
+    ):
         log.info("MLflow run %s", run.run_id)
-        run.log_params(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
-        run.log_params(world_params(cfg, scaled, dist.world_size))
-        hydra_dir = output_dir / ".hydra"
+        log_config(cfg, run, resume)
+        run.log_params(world_params(cfg, scaled, dist.world_size), reopened=resume is not None)
         if hydra_dir.is_dir():
-            run.log_redacted_folder(hydra_dir, "hydra")
-        trainer = build_trainer(scaled, data, device, output_dir, run, callbacks, dist)
-        # Resolved and redacted: a checkpoint is rebuilt (evaluate, replay) without conf/ at hand.
-        trainer.extra_state["config"] = redact_text(OmegaConf.to_yaml(cfg, resolve=True))
-        result = trainer.fit()
-        finish(cfg, trainer, result, data, output_dir, run)
+            # A resume keeps the original configs where a replay looks for them.
+            folder = "hydra" if resume is None else f"hydra/resumed_at_epoch_{resume.epoch + 1}"
+            run.log_redacted_folder(hydra_dir, folder)
+        try:
+            trainer = build_trainer(scaled, data, device, output_dir, run, callbacks, dist)
+            trainer.extra_state[RUN_ID_KEY] = run.run_id
+            # Resolved and redacted: a checkpoint is rebuilt (evaluate, replay) without conf/.
+            trainer.extra_state["config"] = redact_text(OmegaConf.to_yaml(cfg, resolve=True))
+            if resume is not None:
+                restore(trainer, resume)
+                if cfg.trainer.save_checkpoints and dist.is_main:
+                    copy_checkpoints(resume, output_dir / "checkpoints")
+                log.info("Resuming %s after epoch %d", resume.path, resume.epoch)
+            result = trainer.fit()
+            check_interrupt()
+            finish(cfg, trainer, result, data, output_dir, run)
+        except RunInterrupted as stop:
+            raise RunInterrupted(interrupted_message(stop, run, output_dir), stop.signum) from stop
     return result.best_value
+
+
+def check_resumable_run(cfg: DictConfig, resume: ResumePoint) -> None:
+    """The checkpoint's MLflow run must be in this tracking store, or its metrics would be lost."""
+    if resume.run_id is None:
+        return
+    uri = resolve_tracking_uri(cfg.mlflow.tracking_uri)
+    try:
+        mlflow.MlflowClient(uri).get_run(resume.run_id)
+    except MlflowException as error:
+        raise TrackingError(
+            f"{resume.path} was logged to MLflow run {resume.run_id}, which is not in "
+            f"{redact_text(uri)}: resume with the tracking URI the run used "
+            "(mlflow.tracking_uri=... or $MLFLOW_TRACKING_URI)."
+        ) from error
+
+
+def log_config(cfg: DictConfig, run: TrackedRun, resume: ResumePoint | None) -> None:
+    """Log the config as params; a resumed run keeps the params it was started with."""
+    params = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(params, dict)
+    params.pop("resume", None)
+    changed = run.log_params(params, reopened=resume is not None)  # type: ignore[arg-type]
+    if resume is not None:
+        run.set_tags({"resumed_from": str(resume.path.resolve())})
+    if changed:
+        log.warning(
+            "Resumed with settings that differ from the run's logged params (kept as logged): %s",
+            ", ".join(changed),
+        )
+
+
+def resume_command(output_dir: Path) -> str:
+    """The command that was run, with ``resume=`` pointing at this run's folder."""
+    argv = [arg for arg in sys.orig_argv[1:] if not arg.startswith("resume=")]
+    return shlex.join(["python", *argv, f"resume={output_dir}"])
+
+
+def interrupted_message(stop: RunInterrupted, run: TrackedRun, output_dir: Path) -> str:
+    checkpoint = output_dir / "checkpoints" / LAST
+    if checkpoint.is_file():
+        advice = f"Resume from its last completed epoch with:\n  {resume_command(output_dir)}"
+    else:
+        advice = (
+            "No checkpoint was written (no epoch had completed, or trainer.save_checkpoints=false),"
+            " so there is nothing to resume: start the run again."
+        )
+    return f"{stop} MLflow run {run.run_id} is marked KILLED. {advice}"
 
 
 def finish(

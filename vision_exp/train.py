@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 import vision_exp.config  # noqa: F401  (registers schemas and resolvers)
 from vision_exp.config.paths import CONFIG_DIR
 from vision_exp.distributed import quiet_non_main_process
-from vision_exp.errors import VisionExpError
+from vision_exp.errors import RunInterrupted, VisionExpError
 from vision_exp.experiment import run_training
 
 log = logging.getLogger("vision_exp.train")
@@ -24,8 +24,9 @@ for noisy in ("mlflow", "alembic", "urllib3"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-@hydra.main(config_path=str(CONFIG_DIR), config_name="train")
-def main(cfg: DictConfig) -> float:
+def run_job(cfg: DictConfig) -> float:
+    """One Hydra job, whatever composed its config (``train``, ``replay``): user errors become
+    one paragraph and a non-zero exit instead of a traceback."""
     hydra_cfg = HydraConfig.get()
     quiet_non_main_process()
     try:
@@ -35,9 +36,17 @@ def main(cfg: DictConfig) -> float:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             raise
         sys.exit(1)
+    except RunInterrupted as stop:
+        log.error("%s", stop)
+        sys.exit(stop.exit_code)
     except KeyboardInterrupt:
         log.error("Interrupted; the MLflow run is marked KILLED.")
         sys.exit(130)
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float:
+    return run_job(cfg)
 
 
 if __name__ == "__main__":

@@ -240,6 +240,8 @@ class TrainConfig:
     registry: Any = MISSING
     seed: int = 42
     optimized_metric: str = "val_acc"
+    # An output folder or checkpoint file to continue from its last completed epoch.
+    resume: str | None = None
 
 
 SCHEMAS: dict[str, dict[str, type]] = {

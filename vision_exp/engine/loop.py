@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
+from vision_exp.engine.interrupt import check_interrupt
 from vision_exp.engine.runtime import autocast
 from vision_exp.errors import TrainingError
 
@@ -92,6 +93,7 @@ def train_one_epoch(
     ctx.optimizer.zero_grad(set_to_none=True)
     bar = _progress(batches, num_batches, f"epoch {epoch}", ctx.progress_bar)
     for index, (images, labels) in enumerate(bar):
+        check_interrupt()
         images = transform(images.to(ctx.device, non_blocking=True))
         labels = labels.to(ctx.device, non_blocking=True)
         with autocast(ctx.device, ctx.precision, ctx.cpu_autocast):

@@ -19,7 +19,9 @@ from vision_exp.data.datamodule import DataBundle, Split
 from vision_exp.distributed import DistributedContext, unwrap
 from vision_exp.engine.checkpoint import BEST, LAST, save_checkpoint
 from vision_exp.engine.early_stopping import EarlyStopping, metric_mode
+from vision_exp.engine.interrupt import check_interrupt
 from vision_exp.engine.loop import EvalResult, StepContext, evaluate, train_one_epoch
+from vision_exp.engine.rng import rng_state
 from vision_exp.optim.schedulers import Scheduler
 
 MetricsLogger = Callable[[dict[str, float], int], None]
@@ -130,6 +132,8 @@ class Trainer:
         )
         epoch = self.start_epoch
         for epoch in range(self.start_epoch, self.cfg.max_epochs):
+            if self.stopper.should_stop:  # a resumed run that had already stopped early
+                break
             generator = torch.Generator(device=self.device).manual_seed(
                 self.dist.rank_seed(self.seed) + 7919 * epoch
             )
@@ -166,6 +170,7 @@ class Trainer:
             self._save(LAST, epoch)
             for callback in self.callbacks:
                 callback(epoch, metrics)
+            check_interrupt()
             if self.dist.any(self.stopper.should_stop):
                 break
         return FitResult(
@@ -189,13 +194,11 @@ class Trainer:
             "epoch": epoch,
             "early_stopping": self.stopper.state_dict(),
             "history": self.history,
-            "torch_rng": torch.get_rng_state(),
+            **rng_state(),
             **self.extra_state,
         }
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
-        if torch.cuda.is_available():
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
         return state
 
     def _save(self, name: str, epoch: int) -> None:

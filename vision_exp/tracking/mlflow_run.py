@@ -14,6 +14,7 @@ from typing import Any
 import mlflow
 from mlflow.entities import RunStatus
 
+from vision_exp.errors import RunInterrupted
 from vision_exp.tracking.redact import redact_text, redacted_params
 from vision_exp.tracking.uri import resolve_tracking_uri
 
@@ -24,9 +25,7 @@ _PARAM_BATCH = 100
 _METRIC_BATCH = 1000
 _PARAM_VALUE_LIMIT = 6000
 
-
-class RunInterrupted(BaseException):
-    """SIGTERM while training: ends the run KILLED, like Ctrl-C does."""
+__all__ = ["RunInterrupted", "TrackedRun", "git_commit", "mlflow_run"]
 
 
 def git_commit() -> str | None:
@@ -63,13 +62,21 @@ class TrackedRun:
         self._pending: list[mlflow.entities.Metric] = []
         self._last_flush = time.monotonic()
 
-    def log_params(self, config: Mapping[str, Any]) -> None:
+    def log_params(self, config: Mapping[str, Any], reopened: bool = False) -> list[str]:
+        """Log the flattened config; return the keys whose value differs from one already logged.
+
+        MLflow refuses to change a logged param, so a reopened run (a resume) only adds new keys.
+        """
         params = [
             mlflow.entities.Param(key, str(value)[:_PARAM_VALUE_LIMIT])
             for key, value in redacted_params(config).items()
         ]
+        logged = self.client.get_run(self.run_id).data.params if reopened else {}
+        changed = [p.key for p in params if p.key in logged and logged[p.key] != p.value]
+        params = [p for p in params if p.key not in logged]
         for start in range(0, len(params), _PARAM_BATCH):
             self.client.log_batch(self.run_id, params=params[start : start + _PARAM_BATCH])
+        return changed
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         timestamp = int(time.time() * 1000)
@@ -115,8 +122,8 @@ class NullRun(TrackedRun):
     def __init__(self) -> None:
         self.run_id = ""
 
-    def log_params(self, config: Mapping[str, Any]) -> None:
-        pass
+    def log_params(self, config: Mapping[str, Any], reopened: bool = False) -> list[str]:
+        return []
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         pass
