@@ -16,9 +16,11 @@ from torch import nn
 
 from tests.conftest import QUICK, compose_config, mlflow_runs, run_module
 from vision_exp.config.saved import save_resolved
+from vision_exp.engine.checkpoint import load_checkpoint, save_checkpoint
 from vision_exp.engine.interrupt import check_interrupt, interrupt_handling, stop_requested
 from vision_exp.engine.loop import StepContext, train_one_epoch
-from vision_exp.errors import ConfigError, RunInterrupted, TrackingError
+from vision_exp.engine.resume import load_resume_point
+from vision_exp.errors import CheckpointError, ConfigError, RunInterrupted, TrackingError
 from vision_exp.replay import replay_config
 from vision_exp.tracking.reachability import check_tracking_server
 
@@ -158,3 +160,33 @@ def test_replay_rejects_what_is_not_a_run(tmp_path: Path) -> None:
     saved_run(tmp_path / "sweep" / "0")
     with pytest.raises(ConfigError, match="sweep folder with 1 jobs"):
         replay_config(str(tmp_path / "sweep"), [], tmp_path)
+
+
+def test_failed_save_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint({"model": {"w": torch.ones(2)}, "epoch": 0}, path)
+    with pytest.raises(Exception, match="pickle"):
+        save_checkpoint({"model": {"w": torch.zeros(2)}, "epoch": 1, "bad": lambda: 0}, path)
+    assert load_checkpoint(path)["epoch"] == 0
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_resume_needs_the_best_epochs_weights(tmp_path: Path) -> None:
+    def state(epoch: int, best_epoch: int) -> dict[str, object]:
+        stopping = {"best": 0.9, "best_epoch": best_epoch, "bad_epochs": epoch - best_epoch}
+        return {
+            "model": {"w": torch.full((2,), float(epoch))},
+            "epoch": epoch,
+            "early_stopping": stopping,
+        }
+
+    save_checkpoint(state(3, best_epoch=1), tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match="is missing"):
+        load_resume_point(tmp_path)
+    save_checkpoint(state(2, best_epoch=2), tmp_path / "best.pt")
+    with pytest.raises(CheckpointError, match="is not the best checkpoint"):
+        load_resume_point(tmp_path)
+    save_checkpoint(state(1, best_epoch=1), tmp_path / "best.pt")
+    point = load_resume_point(tmp_path / "last.pt")
+    assert point.epoch == 3
+    assert point.best["model"]["w"].tolist() == [1.0, 1.0]

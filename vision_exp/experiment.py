@@ -12,6 +12,8 @@ from typing import Any
 
 import mlflow
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -243,9 +245,14 @@ def log_config(cfg: DictConfig, run: TrackedRun, resume: ResumePoint | None) -> 
 
 
 def resume_command(output_dir: Path) -> str:
-    """The command that was run, with ``resume=`` pointing at this run's folder."""
-    argv = [arg for arg in sys.orig_argv[1:] if not arg.startswith("resume=")]
-    return shlex.join(["python", *argv, f"resume={output_dir}"])
+    """The command that was run, with ``resume=`` pointing at this run's folder; for one job of a
+    sweep, that job alone."""
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        argv = ["-m", "vision_exp.train", *HydraConfig.get().overrides.task]
+    else:
+        argv = sys.orig_argv[1:]
+    kept = [arg for arg in argv if not arg.startswith("resume=")]
+    return shlex.join(["python", *kept, f"resume={output_dir}"])
 
 
 def interrupted_message(stop: RunInterrupted, run: TrackedRun, output_dir: Path) -> str:
