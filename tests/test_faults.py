@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from tests.conftest import QUICK, compose_config, mlflow_runs, run_module
+from vision_exp import replay
 from vision_exp.config.saved import save_resolved
 from vision_exp.engine.checkpoint import load_checkpoint, save_checkpoint
 from vision_exp.engine.interrupt import check_interrupt, interrupt_handling, stop_requested
@@ -190,3 +192,15 @@ def test_resume_needs_the_best_epochs_weights(tmp_path: Path) -> None:
     point = load_resume_point(tmp_path / "last.pt")
     assert point.epoch == 3
     assert point.best["model"]["w"].tolist() == [1.0, 1.0]
+
+
+def test_replay_usage_errors(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv, shown in ((["replay"], "usage:"), (["replay", "outputs/x", "--cfg", "job"], "--cfg")):
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as stopped:
+            replay.main()
+        assert stopped.value.code == 2
+        captured = capsys.readouterr()
+        assert shown in captured.out + captured.err

@@ -6,6 +6,7 @@ replay must not notice the edit, Hydra's rerun must.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,8 +71,9 @@ class Trained:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+def trained(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> Trained:
     workdir = tmp_path_factory.mktemp("repro")
+    shutil.copy(mlflow_template, workdir / "mlflow.db")
     write_preset(workdir / "conf", lr=0.01)
     write_preset(workdir / "unedited_conf", lr=0.01)
     run_module("vision_exp.train", train_args(workdir / "conf"), workdir)

@@ -1,5 +1,7 @@
 """Errors a user can fix: entry points print the message as one paragraph and exit non-zero."""
 
+import signal
+
 
 class VisionExpError(Exception):
     """Base class: the message is complete and meant for the user, no traceback needed."""
@@ -31,7 +33,7 @@ class RunInterrupted(BaseException):
     A BaseException, so that ``except Exception`` in a library (Optuna, MLflow) cannot swallow it.
     """
 
-    def __init__(self, message: str, signum: int) -> None:
+    def __init__(self, message: str = "Interrupted.", signum: int = signal.SIGTERM) -> None:
         super().__init__(message)
         self.signum = signum
 

@@ -191,8 +191,9 @@ def main() -> None:
         print(USAGE)
         sys.exit(0 if args else 2)
     source, overrides = args[0], args[1:]
-    if any(arg.startswith("-") for arg in overrides):
-        print(f"{USAGE}\nOptions such as {overrides[0]} are not taken.", file=sys.stderr)
+    options = [arg for arg in overrides if arg.startswith("-")]
+    if options:
+        print(f"{USAGE}\nOptions such as {options[0]} are not taken.", file=sys.stderr)
         sys.exit(2)
     logging.basicConfig(format="[%(name)s][%(levelname)s] - %(message)s", level=logging.INFO)
     try:
