@@ -32,6 +32,7 @@ from vision_exp.registry.policy import apply_registry_policy
 from vision_exp.tracking.mlflow_run import NullRun, TrackedRun, git_commit, mlflow_run
 from vision_exp.tracking.model_logging import log_model
 from vision_exp.tracking.redact import redact_text
+from vision_exp.tuning.tags import trial_tags
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ def run_tags(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         "git_commit": git_commit(),
         "output_dir": str(output_dir.resolve()),
         **cfg.mlflow.tags,
+        **trial_tags(cfg.get("tuning")),
     }
 
 

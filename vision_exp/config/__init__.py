@@ -13,3 +13,7 @@ OmegaConf.register_resolver("metric_mode", metric_mode, replace=True)
 # share one output folder. `${main_process_only:x}`: x on rank 0, null on the others.
 OmegaConf.register_resolver("launch_time", lambda fmt: launch_time().strftime(fmt), replace=True)
 OmegaConf.register_resolver("main_process_only", main_process_only, replace=True)
+# `${optuna_direction:${optimized_metric}}`: the Optuna sweeper's default direction.
+OmegaConf.register_resolver(
+    "optuna_direction", lambda metric: f"{metric_mode(metric)}imize", replace=True
+)

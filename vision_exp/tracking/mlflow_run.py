@@ -29,6 +29,11 @@ class RunInterrupted(BaseException):
     """SIGTERM while training: ends the run KILLED, like Ctrl-C does."""
 
 
+class RunStopped(Exception):
+    """Raised on purpose to end a run early (a pruned Optuna trial): its metrics are valid, so the
+    run ends FINISHED, not FAILED; the exception still propagates to whoever asked for the stop."""
+
+
 def git_commit() -> str | None:
     try:
         result = subprocess.run(
@@ -160,6 +165,9 @@ def mlflow_run(
         status = RunStatus.to_string(RunStatus.FINISHED)
     except (KeyboardInterrupt, RunInterrupted):
         status = RunStatus.to_string(RunStatus.KILLED)
+        raise
+    except RunStopped:
+        status = RunStatus.to_string(RunStatus.FINISHED)
         raise
     finally:
         try:
