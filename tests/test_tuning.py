@@ -57,7 +57,7 @@ def results_file(workdir: Path) -> dict[str, object]:
 
 
 def hydra_config(*overrides: str) -> OmegaConf:
-    with initialize_config_dir(str(CONFIG_DIR), version_base=None):
+    with initialize_config_dir(str(CONFIG_DIR)):
         return compose("train", overrides=list(overrides), return_hydra_config=True)
 
 
@@ -129,9 +129,9 @@ def test_a_pruned_run_ends_finished(workdir: Path) -> None:
 
 
 def test_sweep_writes_results_and_nests_trial_runs(workdir: Path) -> None:
-    run_module("vision_exp.train", [*SWEEP, "hydra.sweeper.n_trials=3"], workdir)
+    run_module("vision_exp.train", [*SWEEP, "hydra.sweeper.n_trials=2"], workdir)
     study = load_study(workdir)
-    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2
     results = results_file(workdir)
     assert results["best_trial"] == study.best_trial.number
     assert results["best_value"] == study.best_value
@@ -152,7 +152,7 @@ def test_sweep_writes_results_and_nests_trial_runs(workdir: Path) -> None:
     }
 
     children = trial_runs(workdir)
-    assert sorted(children) == [0, 1, 2]
+    assert sorted(children) == [0, 1]
     for number, child in children.items():
         trial = study.trials[number]
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
@@ -186,7 +186,7 @@ def test_failed_trials_are_tolerated_up_to_the_rate_and_reported(workdir: Path) 
     (failed,) = [t for t in study.trials if t.state.name == "FAIL"]
     assert "trainer.batch_size=0" in failed.user_attrs[FAIL_REASON_ATTR]
     assert list(results_file(workdir)["failures"]) == [failed.number]  # type: ignore[call-overload]
-    assert f"trial {failed.number}: ConfigError" in result.stdout
+    assert f"trial {failed.number}: ConfigError" in result.stderr
 
     stopped = run_module(
         "vision_exp.train",
@@ -201,7 +201,7 @@ def test_failed_trials_are_tolerated_up_to_the_rate_and_reported(workdir: Path) 
         check=False,
     )
     assert stopped.returncode != 0
-    assert "more than max_failure_rate=0.0 allows" in stopped.stderr + stopped.stdout
+    assert "more than max_failure_rate=0.0 allows" in stopped.stderr
 
 
 def test_a_direction_against_the_metric_is_refused_before_any_trial(workdir: Path) -> None:
@@ -209,7 +209,7 @@ def test_a_direction_against_the_metric_is_refused_before_any_trial(workdir: Pat
         "vision_exp.train", [*SWEEP, "hydra.sweeper.direction=minimize"], workdir, check=False
     )
     assert result.returncode != 0
-    assert "hydra.sweeper.direction=minimize but optimized_metric=val_acc" in result.stdout
+    assert "hydra.sweeper.direction=minimize but optimized_metric=val_acc" in result.stderr
     assert not (workdir / "optuna.db").exists() or not load_study(workdir).trials
 
 
@@ -262,7 +262,7 @@ def test_joblib_launcher_runs_trials_in_parallel(workdir: Path) -> None:
     first, second = sorted(trial_runs(workdir).values(), key=lambda r: r.info.start_time)
     assert second.info.start_time < first.info.end_time, "the two trials did not overlap"
     threads = max(1, len(os.sched_getaffinity(0)) // 2)
-    assert result.stdout.count(f"trainer.num_threads={threads}") == 2
+    assert result.stderr.count(f"trainer.num_threads={threads}") == 2
 
 
 @pytest.mark.slow

@@ -230,7 +230,7 @@ class ChampionChallengerConfig(RegistryConfig):
 
 @dataclass
 class TuningConfig:
-    """Set by the Optuna sweeper on each trial's job, null otherwise: how the job finds its trial."""
+    """Set by the Optuna sweeper on each trial's job (null otherwise): how it finds its trial."""
 
     study_name: str | None = None
     trial_number: int | None = None

@@ -29,7 +29,7 @@ class RunInterrupted(BaseException):
     """SIGTERM while training: ends the run KILLED, like Ctrl-C does."""
 
 
-class RunStopped(Exception):
+class RunStopped(Exception):  # noqa: N818  (a deliberate stop, not an error)
     """Raised on purpose to end a run early (a pruned Optuna trial): its metrics are valid, so the
     run ends FINISHED, not FAILED; the exception still propagates to whoever asked for the stop."""
 
