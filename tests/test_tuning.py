@@ -257,6 +257,7 @@ def test_joblib_launcher_runs_trials_in_parallel(workdir: Path) -> None:
         "vision_exp.train",
         [*SWEEP, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_trials=2"],
         workdir,
+        timeout=600,
     )
     assert [t.state.name for t in load_study(workdir).trials] == ["COMPLETE", "COMPLETE"]
     # Both trials went to a pool of two worker processes in one call (their run times overlap

@@ -9,26 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from vision_exp.tracking.redact import redact_text
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from optuna.visualization import matplotlib as optuna_plots
-
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "optimization_results.yaml"
-# name -> (plot, completed trials it needs)
-PLOTS: dict[str, tuple[Callable[[optuna.Study], Any], int]] = {
-    "optimization_history": (optuna_plots.plot_optimization_history, 1),
-    "param_importances": (optuna_plots.plot_param_importances, 2),
-    "intermediate_values": (optuna_plots.plot_intermediate_values, 0),
-}
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:
@@ -80,11 +69,24 @@ def write_results(summary: dict[str, Any], folder: Path) -> Path:
 
 
 def save_plots(study: optuna.Study, folder: Path) -> list[Path]:
-    """Each plot Optuna can draw from the trials so far."""
+    """Each plot Optuna can draw from the trials so far. Matplotlib is imported here, headless,
+    so that training runs (which import the sweeper) do not pay for it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as optuna_plots
+
+    # name -> (plot, completed trials it needs)
+    plots: dict[str, tuple[Callable[[optuna.Study], Any], int]] = {
+        "optimization_history": (optuna_plots.plot_optimization_history, 1),
+        "param_importances": (optuna_plots.plot_param_importances, 2),
+        "intermediate_values": (optuna_plots.plot_intermediate_values, 0),
+    }
     folder.mkdir(parents=True, exist_ok=True)
     completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     saved = []
-    for name, (plot, needed) in PLOTS.items():
+    for name, (plot, needed) in plots.items():
         if completed < needed:
             log.info("No %s plot: it needs %d completed trials.", name, needed)
             continue
