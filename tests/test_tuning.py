@@ -265,6 +265,8 @@ def test_joblib_launcher_runs_trials_in_parallel(workdir: Path) -> None:
     assert result.stderr.count("Joblib.Parallel(n_jobs=2,") == 1
     assert "is launching 2 jobs" in result.stderr
     assert sorted(trial_runs(workdir)) == [0, 1]
+    (results,) = workdir.glob("multirun/*/*/optimization_results.yaml")
+    assert {"0", "1"} <= {p.name for p in results.parent.iterdir()}, "trials left the sweep dir"
     threads = max(1, len(os.sched_getaffinity(0)) // 2)
     assert result.stderr.count(f"trainer.num_threads={threads}") == 2
 
