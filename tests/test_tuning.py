@@ -299,6 +299,6 @@ def test_two_sweep_processes_share_one_study(workdir: Path) -> None:
     numbers = [
         {int(p.parent.name) for p in (workdir / f"sweep{i}").glob("*/.hydra")} for i in range(2)
     ]
-    assert numbers[0] and numbers[1], "each process ran some of the trials"
+    # Usually both run some; on a loaded machine the later one may find the study already full.
     assert numbers[0].isdisjoint(numbers[1])
     assert numbers[0] | numbers[1] == set(range(len(trials)))
