@@ -50,6 +50,7 @@ from vision_exp.tracking.model_logging import log_model
 from vision_exp.tracking.reachability import check_tracking_server
 from vision_exp.tracking.redact import redact_text
 from vision_exp.tracking.uri import resolve_tracking_uri
+from vision_exp.tuning.tags import trial_tags
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ def run_tags(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         "git_commit": git_commit(),
         "output_dir": str(output_dir.resolve()),
         **cfg.mlflow.tags,
+        **trial_tags(cfg.get("tuning")),
     }
 
 

@@ -16,12 +16,15 @@ from vision_exp.config.paths import CONFIG_DIR
 from vision_exp.distributed import quiet_non_main_process
 from vision_exp.errors import RunInterrupted, VisionExpError
 from vision_exp.experiment import run_training
+from vision_exp.tuning.sweeper import register_sweeper
+from vision_exp.tuning.trial import trial_callbacks
 
 log = logging.getLogger("vision_exp.train")
 
 # MLflow and Alembic narrate every database migration and artifact upload at INFO.
 for noisy in ("mlflow", "alembic", "urllib3"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
+register_sweeper()
 
 
 def run_job(cfg: DictConfig) -> float:
@@ -30,7 +33,7 @@ def run_job(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     quiet_non_main_process()
     try:
-        return run_training(cfg, Path(hydra_cfg.runtime.output_dir))
+        return run_training(cfg, Path(hydra_cfg.runtime.output_dir), callbacks=trial_callbacks(cfg))
     except VisionExpError as error:
         log.error("%s", error)
         if hydra_cfg.mode == RunMode.MULTIRUN:

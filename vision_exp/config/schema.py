@@ -229,6 +229,77 @@ class ChampionChallengerConfig(RegistryConfig):
 
 
 @dataclass
+class TuningConfig:
+    """Set by the Optuna sweeper on each trial's job (null otherwise): how it finds its trial."""
+
+    study_name: str | None = None
+    trial_number: int | None = None
+    # The sweep's MLflow run: each trial's run is nested under it.
+    parent_run_id: str | None = None
+
+
+@dataclass
+class OptunaSweeperConfig:
+    """``hydra/sweeper=optuna``: upstream's options plus ``pruner``; see conf/hydra/sweeper."""
+
+    _target_: str = "vision_exp.tuning.sweeper.OptunaPruningSweeper"
+    sampler: Any = MISSING
+    pruner: Any = MISSING
+    # maximize or minimize; by default what ``optimized_metric`` calls for.
+    direction: str = MISSING
+    # Any Optuna storage URL; trials' jobs report to the study through it, so it cannot be null.
+    storage: str = MISSING
+    study_name: str = MISSING
+    # Trials the study should hold when the sweep ends (COMPLETE, PRUNED, FAIL and RUNNING count).
+    n_trials: int = 20
+    # Trials asked and launched per batch; null: as many as the launcher runs at once.
+    n_jobs: int | None = None
+    # Share of this sweep's trials that may fail (PRUNED is not a failure) before it stops.
+    max_failure_rate: float = 0.25
+    params: dict[str, str] | None = None
+    custom_search_space: str | None = None
+
+
+@dataclass
+class MedianPrunerConfig:
+    _target_: str = "optuna.pruners.MedianPruner"
+    n_startup_trials: int = 5
+    n_warmup_steps: int = 0
+    interval_steps: int = 1
+    n_min_trials: int = 1
+
+
+@dataclass
+class HyperbandPrunerConfig:
+    _target_: str = "optuna.pruners.HyperbandPruner"
+    min_resource: int = 1
+    max_resource: Any = "auto"
+    reduction_factor: int = 3
+
+
+@dataclass
+class SuccessiveHalvingPrunerConfig:
+    _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
+    min_resource: Any = "auto"
+    reduction_factor: int = 4
+    min_early_stopping_rate: int = 0
+
+
+@dataclass
+class ThresholdPrunerConfig:
+    _target_: str = "optuna.pruners.ThresholdPruner"
+    lower: float | None = None
+    upper: float | None = None
+    n_warmup_steps: int = 0
+    interval_steps: int = 1
+
+
+@dataclass
+class NopPrunerConfig:
+    _target_: str = "optuna.pruners.NopPruner"
+
+
+@dataclass
 class TrainConfig:
     dataset: DatasetConfig = MISSING
     model: Any = MISSING
@@ -242,6 +313,7 @@ class TrainConfig:
     optimized_metric: str = "val_acc"
     # An output folder or checkpoint file to continue from its last completed epoch.
     resume: str | None = None
+    tuning: TuningConfig = field(default_factory=TuningConfig)
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
@@ -264,6 +336,14 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "schema/mlflow": {"base": MLflowConfig},
     "schema/distributed": {"none": DistributedConfig, "ddp": DDPConfig},
     "schema/registry": {"none": RegistryConfig, "champion_challenger": ChampionChallengerConfig},
+    "schema/sweeper": {"optuna": OptunaSweeperConfig},
+    "schema/pruner": {
+        "median": MedianPrunerConfig,
+        "hyperband": HyperbandPrunerConfig,
+        "successive_halving": SuccessiveHalvingPrunerConfig,
+        "threshold": ThresholdPrunerConfig,
+        "none": NopPrunerConfig,
+    },
 }
 
 

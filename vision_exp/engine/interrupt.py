@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -28,10 +28,19 @@ def stop_requested() -> int | None:
     return _requested[0] if _requested else None
 
 
-def check_interrupt() -> None:
-    """Raise ``RunInterrupted`` if a signal asked the run to stop; called between steps."""
+def _alone(flag: bool) -> bool:
+    return flag
+
+
+def check_interrupt(agree: Callable[[bool], bool] = _alone) -> None:
+    """Raise ``RunInterrupted`` if a signal asked the run to stop; called between steps.
+
+    Under DDP ``agree`` is a collective "any rank?": every rank stops at the same step, so none is
+    left waiting in an all-reduce for a rank that has already stopped.
+    """
     signum = stop_requested()
-    if signum is not None:
+    if agree(signum is not None):
+        signum = signum or signal.SIGTERM
         raise RunInterrupted(f"Stopped by {signal.Signals(signum).name}.", signum)
 
 

@@ -32,6 +32,8 @@ class StepContext:
     skip_nonfinite: bool = False
     progress_bar: bool = True
     cpu_autocast: bool = False
+    # "Does any rank want to stop?": identity in one process, a collective under DDP.
+    agree: Callable[[bool], bool] = bool
 
 
 @dataclass
@@ -93,7 +95,7 @@ def train_one_epoch(
     ctx.optimizer.zero_grad(set_to_none=True)
     bar = _progress(batches, num_batches, f"epoch {epoch}", ctx.progress_bar)
     for index, (images, labels) in enumerate(bar):
-        check_interrupt()
+        check_interrupt(ctx.agree)
         images = transform(images.to(ctx.device, non_blocking=True))
         labels = labels.to(ctx.device, non_blocking=True)
         with autocast(ctx.device, ctx.precision, ctx.cpu_autocast):

@@ -102,6 +102,7 @@ class Trainer:
             skip_nonfinite=self.cfg.skip_nonfinite_loss,
             progress_bar=self.cfg.progress_bar,
             cpu_autocast=self.cfg.cpu_autocast,
+            agree=self.dist.any,
         )
 
     def evaluate(self, split: Split, limit: int | None = None) -> EvalResult:
@@ -170,7 +171,7 @@ class Trainer:
             self._save(LAST, epoch)
             for callback in self.callbacks:
                 callback(epoch, metrics)
-            check_interrupt()
+            check_interrupt(self.dist.any)
             if self.dist.any(self.stopper.should_stop):
                 break
         return FitResult(

@@ -28,6 +28,11 @@ _PARAM_VALUE_LIMIT = 6000
 __all__ = ["RunInterrupted", "TrackedRun", "git_commit", "mlflow_run"]
 
 
+class RunStopped(Exception):  # noqa: N818  (a deliberate stop, not an error)
+    """Raised on purpose to end a run early (a pruned Optuna trial): its metrics are valid, so the
+    run ends FINISHED, not FAILED; the exception still propagates to whoever asked for the stop."""
+
+
 def git_commit() -> str | None:
     try:
         result = subprocess.run(
@@ -167,6 +172,9 @@ def mlflow_run(
         status = RunStatus.to_string(RunStatus.FINISHED)
     except (KeyboardInterrupt, RunInterrupted):
         status = RunStatus.to_string(RunStatus.KILLED)
+        raise
+    except RunStopped:
+        status = RunStatus.to_string(RunStatus.FINISHED)
         raise
     finally:
         try:
