@@ -35,7 +35,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict vision_exp
 
 test: lint typecheck  ## the whole suite, slow tests included, with the coverage floor
-	$(BIN)/python -m pytest --cov --cov-report=term-missing
+	$(BIN)/python -m pytest --cov --cov-report=term-missing --durations=20
 
 test-fast: $(STAMP)  ## skips tests marked slow; no coverage floor
 	$(BIN)/python -m pytest -m "not slow" -q

@@ -47,6 +47,7 @@ def test_a_torchrun_job_makes_one_folder_and_one_mlflow_run(ddp_job: tuple[Path,
         "config.yaml",
         "hydra.yaml",
         "overrides.yaml",
+        "resolved.yaml",
     ]
     log_text = (folder / "train.log").read_text()
     assert log_text.count("DDP: 2 processes") == 1, "only rank 0 writes the log file"
