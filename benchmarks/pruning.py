@@ -1,6 +1,6 @@
 """Median pruning against no pruning on the same digits sweep, side by side in one run.
 
-    python benchmarks/pruning.py                  # 16 trials x 10 epochs per arm
+    python benchmarks/pruning.py                  # 32 trials x 10 epochs per arm
     python benchmarks/pruning.py --trials 10 --epochs 6 dataset.subset=512   # a busy machine
 
 Both arms use the same sampler seed, search space and training seed, each in its own scratch
@@ -61,7 +61,9 @@ def run_arm(pruner: str, trials: int, epochs: int, seed: int, overrides: list[st
             "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
         }
         start = time.perf_counter()
-        subprocess.run(command, cwd=workdir, env=env, check=True, capture_output=True)
+        sweep = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
+        if sweep.returncode != 0:
+            sys.exit(f"the {pruner} sweep exited {sweep.returncode}:\n{sweep.stderr[-3000:]}")
         seconds = time.perf_counter() - start
         study = optuna.load_study(study_name="bench", storage=f"sqlite:///{workdir / 'optuna.db'}")
         return Arm(
@@ -75,7 +77,7 @@ def run_arm(pruner: str, trials: int, epochs: int, seed: int, overrides: list[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--trials", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("overrides", nargs="*", help="more overrides for both arms")

@@ -24,6 +24,7 @@ import vision_exp.config  # noqa: F401  (registers schemas)
 from benchmarks._common import machine, median
 from vision_exp.config.paths import CONFIG_DIR
 from vision_exp.data.datamodule import build_data
+from vision_exp.distributed import session
 from vision_exp.experiment import build_trainer
 from vision_exp.tracking.mlflow_run import TrackedRun, mlflow_run
 from vision_exp.tracking.model_logging import log_model
@@ -43,7 +44,7 @@ class TimedRun:
 
 def one_run(folder: Path, epochs: int, interval: float) -> tuple[float, float, float]:
     """(seconds per epoch, logging seconds per epoch, log_model seconds)."""
-    with initialize_config_dir(str(CONFIG_DIR), version_base=None):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(
             "train",
             [
@@ -55,9 +56,12 @@ def one_run(folder: Path, epochs: int, interval: float) -> tuple[float, float, f
         )
     data = build_data(cfg.dataset, cfg.seed)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with mlflow_run(uri, "tracking_bench", f"interval-{interval}", {}, None, interval) as run:
+    with (
+        session(cfg.distributed, "cpu") as dist,
+        mlflow_run(uri, "tracking_bench", f"interval-{interval}", {}, None, interval) as run,
+    ):
         timed = TimedRun(run)
-        trainer = build_trainer(cfg, data, torch.device("cpu"), folder, timed, ())  # type: ignore[arg-type]
+        trainer = build_trainer(cfg, data, dist.device, folder, timed, (), dist)  # type: ignore[arg-type]
         started = time.perf_counter()
         trainer.fit()
         fit_s = time.perf_counter() - started

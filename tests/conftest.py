@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 import vision_exp.config  # noqa: F401  (registers schemas)
 from vision_exp.config.paths import CONFIG_DIR
+from vision_exp.data import sources
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Small, fast and deterministic: every CLI test starts from these and adds its own overrides.
@@ -69,12 +70,22 @@ def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def digits_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits split as ``dataset.root=data`` caches it, so runs skip importing scikit-learn."""
+    root = tmp_path_factory.mktemp("data-template")
+    sources.digits(cache_dir=str(root))
+    return root / "digits"
+
+
 @pytest.fixture
 def workdir(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_template: Path
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_template: Path, digits_cache: Path
 ) -> Iterator[Path]:
-    """A scratch working directory with its own MLflow store, also for in-process runs."""
+    """A scratch working directory with its own MLflow store and the digits cache under ./data,
+    also for in-process runs."""
     shutil.copy(mlflow_template, tmp_path / "mlflow.db")
+    shutil.copytree(digits_cache, tmp_path / "data" / "digits")
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

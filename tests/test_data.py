@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,30 @@ def test_digits_are_real_images_with_a_fixed_stratified_test_split() -> None:
     again = sources.digits()
     assert torch.equal(splits.test_labels, again.test_labels)
     assert torch.bincount(splits.test_labels).min() >= 35
+
+
+def test_digits_split_is_cached_and_later_loads_skip_scikit_learn(tmp_path: Path) -> None:
+    first = sources.digits(cache_dir=str(tmp_path))
+    (cache,) = (tmp_path / "digits").glob("splits-sklearn*-test0.2.npz")
+    assert not list((tmp_path / "digits").glob("*.tmp"))
+    probe = (
+        "import sys; from vision_exp.data import sources; "
+        f"s = sources.digits(cache_dir={str(tmp_path)!r}); "
+        "print(len(s.train_labels), s.classes[-1], 'sklearn' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == [str(len(first.train_labels)), "9", "False"]
+    cached = sources.digits(cache_dir=str(tmp_path))
+    assert torch.equal(cached.train_images, first.train_images)
+    assert torch.equal(cached.test_labels, first.test_labels)
+    assert cached.classes == first.classes
+
+    cache.write_bytes(b"not an npz file")
+    rebuilt = sources.digits(cache_dir=str(tmp_path))
+    assert torch.equal(rebuilt.test_images, first.test_images)
+    assert sources.digits(cache_dir=str(tmp_path)).classes == first.classes
 
 
 def test_synthetic_is_deterministic_and_shaped_as_asked() -> None:

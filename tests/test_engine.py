@@ -6,7 +6,13 @@ import torch
 from tests.conftest import compose_config
 from vision_exp.data.datamodule import build_data
 from vision_exp.engine import runtime
-from vision_exp.engine.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from vision_exp.engine.checkpoint import (
+    CheckpointWriter,
+    link_checkpoint,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from vision_exp.engine.early_stopping import EarlyStopping, metric_mode
 from vision_exp.engine.trainer import Trainer
 from vision_exp.errors import CheckpointError, ConfigError, TrainingError
@@ -69,6 +75,61 @@ def test_failed_save_leaves_the_previous_checkpoint(tmp_path: Path) -> None:
         save_checkpoint({"model": lambda: None}, path)  # unpicklable: fails mid-write
     assert load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_background_writer_saves_a_snapshot_and_links_best_to_last(tmp_path: Path) -> None:
+    writer = CheckpointWriter()
+    weights = torch.zeros(3)
+    state = {"model": {"w": weights}, "history": [1.0], "epoch": 0}
+    writer.submit(state, [tmp_path / "last.pt", tmp_path / "best.pt"])
+    weights += 5  # training goes on while the file is written
+    state["history"].append(2.0)
+    writer.wait()
+    saved = load_checkpoint(tmp_path / "best.pt")
+    assert torch.equal(saved["model"]["w"], torch.zeros(3)) and saved["history"] == [1.0]
+    assert (tmp_path / "best.pt").stat().st_ino == (tmp_path / "last.pt").stat().st_ino
+
+    writer.submit({"model": {"w": weights}, "epoch": 1}, [tmp_path / "last.pt"])
+    writer.close()
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_background_write_failure_surfaces_and_keeps_the_previous_file(tmp_path: Path) -> None:
+    writer = CheckpointWriter()
+    writer.submit({"model": {"w": torch.ones(1)}, "epoch": 3}, [tmp_path / "last.pt"])
+    writer.submit(
+        {"model": {"w": torch.ones(1)}, "epoch": 4, "bad": _Unpicklable()}, [tmp_path / "last.pt"]
+    )
+    with pytest.raises(RuntimeError, match="no pickling"):
+        writer.close()
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_link_falls_back_to_a_copy_without_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_checkpoint({"model": {"w": torch.ones(1)}, "epoch": 2}, tmp_path / "last.pt")
+
+    def no_links(self: Path, target: Path) -> None:
+        raise OSError("hard links not supported")
+
+    monkeypatch.setattr(Path, "hardlink_to", no_links)
+    link_checkpoint(tmp_path / "last.pt", tmp_path / "best.pt")
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 2
+    assert (tmp_path / "best.pt").stat().st_ino != (tmp_path / "last.pt").stat().st_ino
+
+
+class _Unpicklable:
+    """Copies fine (the snapshot), fails when written (the background thread)."""
+
+    def __deepcopy__(self, memo: dict[int, object]) -> "_Unpicklable":
+        return self
+
+    def __reduce__(self) -> str:
+        raise RuntimeError("no pickling")
 
 
 def test_device_selection() -> None:

@@ -280,3 +280,11 @@ def test_bad_compile_mode_is_rejected_before_any_run_opens(workdir: Path) -> Non
     assert "trainer.compile_mode='fastest'" in result.stderr + result.stdout
     assert "max-autotune" in result.stderr + result.stdout
     assert mlflow_runs(workdir) == []
+
+
+@pytest.mark.slow
+def test_tracking_benchmark_runs_the_framework_it_measures(workdir: Path) -> None:
+    """The benchmark drives the trainer through its public pieces; it must keep up with them."""
+    result = run_module("benchmarks.tracking", ["--epochs", "2", "--rounds", "1"], workdir)
+    assert "flush_interval_s=2.0: epoch" in result.stdout
+    assert "log_model:" in result.stdout

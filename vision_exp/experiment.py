@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shlex
-import sys
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -12,9 +10,6 @@ from typing import Any
 
 import mlflow
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -31,7 +26,6 @@ from vision_exp.distributed import (
     world_params,
 )
 from vision_exp.engine.acceleration import accelerate_data, accelerate_model, build_optimizer
-from vision_exp.engine.checkpoint import LAST
 from vision_exp.engine.interrupt import check_interrupt, interrupt_handling
 from vision_exp.engine.resume import (
     RUN_ID_KEY,
@@ -42,14 +36,14 @@ from vision_exp.engine.resume import (
 )
 from vision_exp.engine.runtime import configure_threads, seed_everything
 from vision_exp.engine.trainer import EpochCallback, FitResult, Trainer
-from vision_exp.errors import RunInterrupted, TrackingError
+from vision_exp.errors import RunInterrupted
 from vision_exp.evaluation.report import build_report, write_history, write_report
 from vision_exp.registry.policy import apply_registry_policy
+from vision_exp.run_resume import check_resumable_run, interrupted_message
 from vision_exp.tracking.mlflow_run import NullRun, TrackedRun, git_commit, mlflow_run
 from vision_exp.tracking.model_logging import log_model
 from vision_exp.tracking.reachability import check_tracking_server
 from vision_exp.tracking.redact import redact_text
-from vision_exp.tracking.uri import resolve_tracking_uri
 from vision_exp.tuning.tags import trial_tags
 
 log = logging.getLogger(__name__)
@@ -216,21 +210,6 @@ def train_in_session(
     return result.best_value
 
 
-def check_resumable_run(cfg: DictConfig, resume: ResumePoint) -> None:
-    """The checkpoint's MLflow run must be in this tracking store, or its metrics would be lost."""
-    if resume.run_id is None:
-        return
-    uri = resolve_tracking_uri(cfg.mlflow.tracking_uri)
-    try:
-        mlflow.MlflowClient(uri).get_run(resume.run_id)
-    except MlflowException as error:
-        raise TrackingError(
-            f"{resume.path} was logged to MLflow run {resume.run_id}, which is not in "
-            f"{redact_text(uri)}: resume with the tracking URI the run used "
-            "(mlflow.tracking_uri=... or $MLFLOW_TRACKING_URI)."
-        ) from error
-
-
 def log_config(cfg: DictConfig, run: TrackedRun, resume: ResumePoint | None) -> None:
     """Log the config as params; a resumed run keeps the params it was started with."""
     params = OmegaConf.to_container(cfg, resolve=True)
@@ -244,29 +223,6 @@ def log_config(cfg: DictConfig, run: TrackedRun, resume: ResumePoint | None) -> 
             "Resumed with settings that differ from the run's logged params (kept as logged): %s",
             ", ".join(changed),
         )
-
-
-def resume_command(output_dir: Path) -> str:
-    """The command that was run, with ``resume=`` pointing at this run's folder; for one job of a
-    sweep, that job alone."""
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        argv = ["-m", "vision_exp.train", *HydraConfig.get().overrides.task]
-    else:
-        argv = sys.orig_argv[1:]
-    kept = [arg for arg in argv if not arg.startswith("resume=")]
-    return shlex.join(["python", *kept, f"resume={output_dir}"])
-
-
-def interrupted_message(stop: RunInterrupted, run: TrackedRun, output_dir: Path) -> str:
-    checkpoint = output_dir / "checkpoints" / LAST
-    if checkpoint.is_file():
-        advice = f"Resume from its last completed epoch with:\n  {resume_command(output_dir)}"
-    else:
-        advice = (
-            "No checkpoint was written (no epoch had completed, or trainer.save_checkpoints=false),"
-            " so there is nothing to resume: start the run again."
-        )
-    return f"{stop} MLflow run {run.run_id} is marked KILLED. {advice}"
 
 
 def finish(

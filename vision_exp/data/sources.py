@@ -6,6 +6,8 @@ Every dataset this project targets fits in memory, so a source is read once and 
 
 from __future__ import annotations
 
+import importlib.metadata
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,7 +122,26 @@ def fashion_mnist(root: str, download: bool = False) -> ImageSplits:
     )
 
 
-def digits(test_fraction: float = 0.2) -> ImageSplits:
+def digits(test_fraction: float = 0.2, cache_dir: str | None = None) -> ImageSplits:
+    """Importing scikit-learn (and SciPy with it) takes longer than everything else before the
+    first training step, so its split is cached as ``.npz`` under ``cache_dir`` and later runs
+    read that file instead. The key holds scikit-learn's version and the test fraction."""
+    cache = None
+    if cache_dir is not None:
+        version = importlib.metadata.version("scikit-learn")
+        cache = Path(cache_dir) / "digits" / f"splits-sklearn{version}-test{test_fraction}.npz"
+        if cache.is_file():
+            try:
+                return _read_splits(cache)
+            except (OSError, ValueError, KeyError):
+                pass  # an unreadable cache is rebuilt below
+    splits = _digits_from_sklearn(test_fraction)
+    if cache is not None:
+        _write_splits(splits, cache)
+    return splits
+
+
+def _digits_from_sklearn(test_fraction: float) -> ImageSplits:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -138,6 +159,33 @@ def digits(test_fraction: float = 0.2) -> ImageSplits:
         test_labels=torch.from_numpy(test_y),
         classes=[str(digit) for digit in bunch.target_names],
     )
+
+
+def _write_splits(splits: ImageSplits, path: Path) -> None:
+    """Written beside its final name and renamed into place, so a reader (another DDP rank, a
+    parallel trial) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
+        np.savez(
+            handle,
+            train_images=splits.train_images.numpy(),
+            train_labels=splits.train_labels.numpy(),
+            test_images=splits.test_images.numpy(),
+            test_labels=splits.test_labels.numpy(),
+            classes=np.array(splits.classes),
+        )
+    Path(handle.name).replace(path)
+
+
+def _read_splits(path: Path) -> ImageSplits:
+    with np.load(path) as arrays:
+        return ImageSplits(
+            train_images=torch.from_numpy(arrays["train_images"]),
+            train_labels=torch.from_numpy(arrays["train_labels"]),
+            test_images=torch.from_numpy(arrays["test_images"]),
+            test_labels=torch.from_numpy(arrays["test_labels"]),
+            classes=[str(name) for name in arrays["classes"]],
+        )
 
 
 def synthetic(

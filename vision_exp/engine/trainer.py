@@ -17,7 +17,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from vision_exp.data.batches import eval_batches, num_train_batches, train_batches
 from vision_exp.data.datamodule import DataBundle, Split
 from vision_exp.distributed import DistributedContext, unwrap
-from vision_exp.engine.checkpoint import BEST, LAST, save_checkpoint
+from vision_exp.engine.checkpoint import BEST, LAST, CheckpointWriter
 from vision_exp.engine.early_stopping import EarlyStopping, metric_mode
 from vision_exp.engine.interrupt import check_interrupt
 from vision_exp.engine.loop import EvalResult, StepContext, evaluate, train_one_epoch
@@ -84,6 +84,7 @@ class Trainer:
         self.start_epoch = 0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.extra_state: dict[str, Any] = {}
+        self._checkpoints = CheckpointWriter()
 
     def _step_context(self) -> StepContext:
         scheduler = self.scheduler
@@ -132,48 +133,51 @@ class Trainer:
             self.cfg.limit_train_batches,
         )
         epoch = self.start_epoch
-        for epoch in range(self.start_epoch, self.cfg.max_epochs):
-            if self.stopper.should_stop:  # a resumed run that had already stopped early
-                break
-            generator = torch.Generator(device=self.device).manual_seed(
-                self.dist.rank_seed(self.seed) + 7919 * epoch
-            )
-            order = self.dist.train_order(len(train), self.seed, epoch)
-            stats = train_one_epoch(
-                self.train_model,
-                train_batches(train, order, self.cfg.batch_size, self.cfg.limit_train_batches),
-                num_batches,
-                functools.partial(self.data.augment.train, generator=generator),
-                ctx,
-                epoch,
-            )
-            stats = self.dist.reduce_train(stats)
-            val = self.evaluate(self.data.val, self.cfg.limit_eval_batches)
-            metrics = {
-                "train_loss": stats.loss,
-                "train_acc": stats.accuracy,
-                "val_loss": val.loss,
-                "val_acc": val.accuracy,
-                "lr": self.optimizer.param_groups[0]["lr"],
-                "epoch_time": stats.seconds,
-                "images_per_sec": stats.images_per_sec,
-            }
-            if stats.skipped_batches:
-                metrics["skipped_batches"] = float(stats.skipped_batches)
-            value = metrics[self.monitor]
-            if isinstance(self.scheduler, ReduceLROnPlateau):
-                self.scheduler.step(value)
-            self.history.append({"epoch": float(epoch), **metrics})
-            self.log_metrics(metrics, epoch)
-            if self.stopper.update(value, epoch):
-                self.best_state = copy.deepcopy(self.model.state_dict())
-                self._save(BEST, epoch)
-            self._save(LAST, epoch)
-            for callback in self.callbacks:
-                callback(epoch, metrics)
-            check_interrupt(self.dist.any)
-            if self.dist.any(self.stopper.should_stop):
-                break
+        try:
+            for epoch in range(self.start_epoch, self.cfg.max_epochs):
+                if self.stopper.should_stop:  # a resumed run that had already stopped early
+                    break
+                generator = torch.Generator(device=self.device).manual_seed(
+                    self.dist.rank_seed(self.seed) + 7919 * epoch
+                )
+                order = self.dist.train_order(len(train), self.seed, epoch)
+                stats = train_one_epoch(
+                    self.train_model,
+                    train_batches(train, order, self.cfg.batch_size, self.cfg.limit_train_batches),
+                    num_batches,
+                    functools.partial(self.data.augment.train, generator=generator),
+                    ctx,
+                    epoch,
+                )
+                stats = self.dist.reduce_train(stats)
+                val = self.evaluate(self.data.val, self.cfg.limit_eval_batches)
+                metrics = {
+                    "train_loss": stats.loss,
+                    "train_acc": stats.accuracy,
+                    "val_loss": val.loss,
+                    "val_acc": val.accuracy,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "epoch_time": stats.seconds,
+                    "images_per_sec": stats.images_per_sec,
+                }
+                if stats.skipped_batches:
+                    metrics["skipped_batches"] = float(stats.skipped_batches)
+                value = metrics[self.monitor]
+                if isinstance(self.scheduler, ReduceLROnPlateau):
+                    self.scheduler.step(value)
+                self.history.append({"epoch": float(epoch), **metrics})
+                self.log_metrics(metrics, epoch)
+                improved = self.stopper.update(value, epoch)
+                if improved:
+                    self.best_state = copy.deepcopy(self.model.state_dict())
+                self._save(epoch, improved)
+                for callback in self.callbacks:
+                    callback(epoch, metrics)
+                check_interrupt(self.dist.any)
+                if self.dist.any(self.stopper.should_stop):
+                    break
+        finally:
+            self._checkpoints.close()
         return FitResult(
             best_value=self.stopper.best,
             best_epoch=self.stopper.best_epoch,
@@ -202,6 +206,8 @@ class Trainer:
             state["scaler"] = self.scaler.state_dict()
         return state
 
-    def _save(self, name: str, epoch: int) -> None:
+    def _save(self, epoch: int, best: bool) -> None:
         if self.checkpoint_dir is not None and self.cfg.save_checkpoints and self.dist.is_main:
-            save_checkpoint(self.state_dict(epoch), self.checkpoint_dir / name)
+            names = [LAST, BEST] if best else [LAST]
+            paths = [self.checkpoint_dir / name for name in names]
+            self._checkpoints.submit(self.state_dict(epoch), paths)
