@@ -126,54 +126,16 @@ class Trainer:
 
     def fit(self) -> FitResult:
         ctx = self._step_context()
-        train = self.data.train
         num_batches = num_train_batches(
-            self.dist.train_shard_size(len(train)),
+            self.dist.train_shard_size(len(self.data.train)),
             self.cfg.batch_size,
             self.cfg.limit_train_batches,
         )
-        epoch = self.start_epoch
         try:
             for epoch in range(self.start_epoch, self.cfg.max_epochs):
                 if self.stopper.should_stop:  # a resumed run that had already stopped early
                     break
-                generator = torch.Generator(device=self.device).manual_seed(
-                    self.dist.rank_seed(self.seed) + 7919 * epoch
-                )
-                order = self.dist.train_order(len(train), self.seed, epoch)
-                stats = train_one_epoch(
-                    self.train_model,
-                    train_batches(train, order, self.cfg.batch_size, self.cfg.limit_train_batches),
-                    num_batches,
-                    functools.partial(self.data.augment.train, generator=generator),
-                    ctx,
-                    epoch,
-                )
-                stats = self.dist.reduce_train(stats)
-                val = self.evaluate(self.data.val, self.cfg.limit_eval_batches)
-                metrics = {
-                    "train_loss": stats.loss,
-                    "train_acc": stats.accuracy,
-                    "val_loss": val.loss,
-                    "val_acc": val.accuracy,
-                    "lr": self.optimizer.param_groups[0]["lr"],
-                    "epoch_time": stats.seconds,
-                    "images_per_sec": stats.images_per_sec,
-                }
-                if stats.skipped_batches:
-                    metrics["skipped_batches"] = float(stats.skipped_batches)
-                value = metrics[self.monitor]
-                if isinstance(self.scheduler, ReduceLROnPlateau):
-                    self.scheduler.step(value)
-                self.history.append({"epoch": float(epoch), **metrics})
-                self.log_metrics(metrics, epoch)
-                improved = self.stopper.update(value, epoch)
-                if improved:
-                    self.best_state = copy.deepcopy(self.model.state_dict())
-                self._save(epoch, improved)
-                for callback in self.callbacks:
-                    callback(epoch, metrics)
-                check_interrupt(self.dist.any)
+                self._fit_epoch(ctx, num_batches, epoch)
                 if self.dist.any(self.stopper.should_stop):
                     break
         finally:
@@ -185,6 +147,47 @@ class Trainer:
             history=self.history,
             stopped_early=self.stopper.should_stop,
         )
+
+    def _fit_epoch(self, ctx: StepContext, num_batches: int, epoch: int) -> None:
+        """Train and validate one epoch, then log, checkpoint and call back."""
+        train = self.data.train
+        generator = torch.Generator(device=self.device).manual_seed(
+            self.dist.rank_seed(self.seed) + 7919 * epoch
+        )
+        order = self.dist.train_order(len(train), self.seed, epoch)
+        stats = train_one_epoch(
+            self.train_model,
+            train_batches(train, order, self.cfg.batch_size, self.cfg.limit_train_batches),
+            num_batches,
+            functools.partial(self.data.augment.train, generator=generator),
+            ctx,
+            epoch,
+        )
+        stats = self.dist.reduce_train(stats)
+        val = self.evaluate(self.data.val, self.cfg.limit_eval_batches)
+        metrics = {
+            "train_loss": stats.loss,
+            "train_acc": stats.accuracy,
+            "val_loss": val.loss,
+            "val_acc": val.accuracy,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "epoch_time": stats.seconds,
+            "images_per_sec": stats.images_per_sec,
+        }
+        if stats.skipped_batches:
+            metrics["skipped_batches"] = float(stats.skipped_batches)
+        value = metrics[self.monitor]
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step(value)
+        self.history.append({"epoch": float(epoch), **metrics})
+        self.log_metrics(metrics, epoch)
+        improved = self.stopper.update(value, epoch)
+        if improved:
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        self._save(epoch, improved)
+        for callback in self.callbacks:
+            callback(epoch, metrics)
+        check_interrupt(self.dist.any)
 
     def restore_best(self) -> None:
         """Put the best epoch's weights back into the model (the test set is evaluated on them)."""
