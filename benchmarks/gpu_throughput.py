@@ -70,7 +70,7 @@ def framework(recipe: str, args: argparse.Namespace, folder: Path) -> tuple[floa
 
 
 def compose_recipe(recipe: str, args: argparse.Namespace) -> DictConfig:
-    with initialize_config_dir(str(CONFIG_DIR), version_base=None):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         return compose("train", overrides(recipe, args))
 
 
