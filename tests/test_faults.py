@@ -51,6 +51,17 @@ def test_first_signal_defers_second_stops_at_once() -> None:
     assert stop_requested() is None
 
 
+def test_a_signal_after_the_last_check_stops_the_process_once_the_run_is_done() -> None:
+    previous = signal.getsignal(signal.SIGINT)
+    finishing = pytest.raises(RunInterrupted, match="came as the run was finishing")
+    with finishing as stopped, interrupt_handling():
+        check_interrupt()
+        os.kill(os.getpid(), signal.SIGINT)  # during the test evaluation, say
+    assert stopped.value.exit_code == 130
+    assert signal.getsignal(signal.SIGINT) == previous
+    assert stop_requested() is None
+
+
 def test_skip_nonfinite_loss_skips_only_the_bad_batches() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))

@@ -215,7 +215,8 @@ def test_a_direction_against_the_metric_is_refused_before_any_trial(workdir: Pat
 
 @pytest.mark.slow
 def test_an_interrupted_sweep_resumes_numbering_without_repeating_params(workdir: Path) -> None:
-    args = [*SWEEP, "hydra/sweeper/sampler=random", "trainer.max_epochs=10"]
+    # Long enough that the signal lands mid-training, after trial 1's first checkpoint.
+    args = [*SWEEP, "hydra/sweeper/sampler=random", "trainer.max_epochs=30"]
     sweep = subprocess.Popen(
         [sys.executable, "-m", "vision_exp.train", *args, "hydra.sweeper.n_trials=2"],
         cwd=workdir,
@@ -226,9 +227,9 @@ def test_an_interrupted_sweep_resumes_numbering_without_repeating_params(workdir
     )
     try:
         deadline = time.monotonic() + 600
-        while not list(workdir.glob("multirun/*/*/1/.hydra")) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(1.0)
+        started = "multirun/*/*/1/checkpoints/last.pt"
+        while not list(workdir.glob(started)) and time.monotonic() < deadline:
+            time.sleep(0.1)
         sweep.send_signal(signal.SIGINT)
         _, stderr = sweep.communicate(timeout=60)
     finally:

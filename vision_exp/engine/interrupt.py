@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _requested: list[int] = []
+# Set once ``check_interrupt`` has raised for the request: the run stopped for it, so the end of
+# ``interrupt_handling`` need not.
+_honoured: list[bool] = []
 
 
 def stop_requested() -> int | None:
@@ -41,6 +44,7 @@ def check_interrupt(agree: Callable[[bool], bool] = _alone) -> None:
     signum = stop_requested()
     if agree(signum is not None):
         signum = signum or signal.SIGTERM
+        _honoured.append(True)
         raise RunInterrupted(f"Stopped by {signal.Signals(signum).name}.", signum)
 
 
@@ -61,10 +65,13 @@ def _handle(signum: int, frame: FrameType | None) -> None:
 def interrupt_handling() -> Iterator[None]:
     """Install the handlers for the duration of a run and put the previous ones back after.
 
-    Python delivers signals to the main thread only, so elsewhere (a launcher's worker thread) the
-    process keeps its own handling and nothing is installed.
+    A signal that comes after the last step (during the test evaluation, the report, the model
+    upload) lets the run finish, then raises here: the user asked the process to stop, and a sweep
+    must not start its next trial. Python delivers signals to the main thread only, so elsewhere (a
+    launcher's worker thread) the process keeps its own handling and nothing is installed.
     """
     _requested.clear()
+    _honoured.clear()
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -76,4 +83,12 @@ def interrupt_handling() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        pending = None if _honoured else stop_requested()
         _requested.clear()
+        _honoured.clear()
+    if pending is not None:
+        raise RunInterrupted(
+            f"{signal.Signals(pending).name} came as the run was finishing: it finished (its "
+            "MLflow run ended FINISHED), and the process stops here.",
+            pending,
+        )
