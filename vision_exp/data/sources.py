@@ -7,7 +7,6 @@ Every dataset this project targets fits in memory, so a source is read once and 
 from __future__ import annotations
 
 import importlib.metadata
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 from torch import Tensor
 
 from vision_exp.errors import DataError
+from vision_exp.files import atomic_write
 
 
 @dataclass(frozen=True)
@@ -162,10 +162,8 @@ def _digits_from_sklearn(test_fraction: float) -> ImageSplits:
 
 
 def _write_splits(splits: ImageSplits, path: Path) -> None:
-    """Written beside its final name and renamed into place, so a reader (another DDP rank, a
-    parallel trial) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
+    """Atomically, so a reader (another DDP rank, a parallel trial) never sees half a file."""
+    with atomic_write(path) as handle:
         np.savez(
             handle,
             train_images=splits.train_images.numpy(),
@@ -174,7 +172,6 @@ def _write_splits(splits: ImageSplits, path: Path) -> None:
             test_labels=splits.test_labels.numpy(),
             classes=np.array(splits.classes),
         )
-    Path(handle.name).replace(path)
 
 
 def _read_splits(path: Path) -> ImageSplits:

@@ -14,25 +14,17 @@ from typing import Any
 import torch
 
 from vision_exp.errors import CheckpointError
+from vision_exp.files import atomic_write
 
 LAST = "last.pt"
 BEST = "best.pt"
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path`` (atomic on
-    POSIX): a reader sees the old checkpoint or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as tmp:
-            torch.save(state, tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        Path(tmp_name).replace(path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    """Atomically (``atomic_write``): a reader sees the old checkpoint or the new one, never half of
+    one."""
+    with atomic_write(path) as tmp:
+        torch.save(state, tmp)
 
 
 def link_checkpoint(source: Path, target: Path) -> None:
